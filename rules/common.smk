@@ -1,0 +1,69 @@
+# Wiring helpers only: config validation, the genome sheet, resources and input functions.
+import sys
+
+from snakemake.utils import validate
+
+from dnalm.errors import DnalmError
+from dnalm.sheet import parse_sheet
+
+
+validate(config, "../config/config.schema.json")
+
+try:
+    GENOMES = parse_sheet(config["genomes"])
+except DnalmError as _error:
+    sys.exit(f"dnalm: error: {_error}")
+
+
+wildcard_constraints:
+    genome=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
+    split=r"train|validation|test",
+
+
+def genome_entry(wildcards):
+    return GENOMES[wildcards.genome]
+
+
+def rule_resources(rule_name):
+    """threads/mem_mb/runtime for a rule from config['resources'] (falls back to 'default')."""
+    table = config.get("resources", {})
+    merged = {"threads": 1, "mem_mb": 2000, "runtime": 60}
+    merged.update(table.get("default", {}))
+    merged.update(table.get(rule_name, {}))
+    return merged
+
+
+def threads_for(rule_name):
+    return rule_resources(rule_name)["threads"]
+
+
+def mem_for(rule_name):
+    return rule_resources(rule_name)["mem_mb"]
+
+
+def runtime_for(rule_name):
+    return rule_resources(rule_name)["runtime"]
+
+
+def genome_source_input(wildcards):
+    """The file prepare_genome reads: the local FASTA itself or the downloaded copy."""
+    entry = genome_entry(wildcards)
+    if entry.source.is_remote:
+        return f"resources/downloads/{wildcards.genome}/source.fa.gz"
+    return entry.source.location
+
+
+def genome_outputs(genome):
+    base = f"results/genomes/{genome}"
+    return [
+        f"{base}/genome.fa.gz",
+        f"{base}/genome_stats.parquet",
+        f"{base}/chunks",
+    ]
+
+
+def all_outputs():
+    outputs = []
+    for genome in GENOMES:
+        outputs += genome_outputs(genome)
+    return outputs

@@ -1,0 +1,428 @@
+"""Genome → training chunks in Parquet, with held-out validation/test regions.
+
+The plan (which bases go to which split, where every chunk starts and ends) is computed up front
+from the ``.fai`` index alone and a seed, so it is deterministic and independent of how many
+workers run it. The work is then cut into blocks of at most ``shard_bp`` bases; each block is read
+from the bgzipped FASTA by random access, turned into chunks with vectorised numpy/Arrow code and
+written as one Parquet shard. Memory therefore depends on the block size, not the genome size.
+
+Chunk table columns: ``genome``, ``contig``, ``start`` (0-based), ``end`` (exclusive), ``strand``
+(``+``, or ``-`` for reverse-complement copies; coordinates are always forward-strand), and
+``sequence``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pysam
+
+from dnalm.errors import ConfigError
+from dnalm.io import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL, atomic_dir, part_name
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+CHUNK_SCHEMA = pa.schema(
+    [
+        ("genome", pa.dictionary(pa.int32(), pa.string())),
+        ("contig", pa.dictionary(pa.int32(), pa.string())),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+        ("strand", pa.dictionary(pa.int8(), pa.string())),
+        ("sequence", pa.string()),
+    ]
+)
+
+# Byte translation tables (``bytes.translate`` runs at memory speed): IUPAC ambiguity codes other
+# than ACGTN become N (lowercase ones n), U becomes T, optional upper-casing, and the complement
+# used for reverse-complement copies.
+_ACGTN_MAP = {**{c: "N" for c in "RYKMSWBDHV-*."}, **{c: "n" for c in "rykmswbdhv"},
+              "U": "T", "u": "t"}
+TO_ACGTN = bytes.maketrans(
+    "".join(_ACGTN_MAP).encode(), "".join(_ACGTN_MAP.values()).encode()
+)
+TO_ACGTN_UPPER = bytes(TO_ACGTN).translate(bytes.maketrans(b"acgtn", b"ACGTN"))
+_COMPLEMENT = np.arange(256, dtype=np.uint8)
+for _a, _b in ("AT", "TA", "CG", "GC", "NN", "at", "ta", "cg", "gc", "nn"):
+    _COMPLEMENT[ord(_a)] = ord(_b)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How bases are assigned to train/validation/test.
+
+    ``mode="regions"`` cuts every contig into ``region_size`` blocks and draws each block's split
+    (so even a one-contig genome gets all three); ``mode="contigs"`` assigns whole contigs.
+    Contigs named in ``validation_contigs``/``test_contigs`` always go wholly to that split.
+    """
+
+    mode: str = "regions"
+    validation_fraction: float = 0.05
+    test_fraction: float = 0.05
+    region_size: int = 100_000
+    validation_contigs: tuple[str, ...] = ()
+    test_contigs: tuple[str, ...] = ()
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.mode not in {"regions", "contigs"}:
+            raise ConfigError(f"split mode must be 'regions' or 'contigs', not {self.mode!r}")
+        if self.validation_fraction < 0 or self.test_fraction < 0:
+            raise ConfigError("split fractions must be >= 0")
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ConfigError("validation_fraction + test_fraction must be below 1")
+        if self.region_size < 1:
+            raise ConfigError("split region_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class ChunkConfig:
+    """How each split interval is cut into chunks.
+
+    ``length`` is a fixed length or a ``(min, max)`` range drawn uniformly per chunk with ``seed``.
+    Consecutive chunks overlap by ``overlap`` bases. A final chunk shorter than ``min_length`` is
+    dropped; so is any chunk whose N fraction exceeds ``max_n_fraction``. ``softmask`` is ``keep``
+    (lowercase stays lowercase) or ``upper``.
+    """
+
+    length: int | tuple[int, int] = 1000
+    overlap: int = 0
+    min_length: int = 50
+    max_n_fraction: float = 0.1
+    softmask: str = "keep"
+    reverse_complement: bool = False
+    seed: int = 42
+    shard_bp: int = 8_000_000
+    row_group_bp: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        lo, hi = self.length_range
+        if lo < 1 or hi < lo:
+            raise ConfigError(f"invalid chunk length {self.length!r}")
+        if not 0 <= self.overlap < lo:
+            raise ConfigError(f"overlap must be >= 0 and below the minimum chunk length ({lo})")
+        if self.softmask not in {"keep", "upper"}:
+            raise ConfigError(f"softmask must be 'keep' or 'upper', not {self.softmask!r}")
+        if not 0 <= self.max_n_fraction <= 1:
+            raise ConfigError("max_n_fraction must be between 0 and 1")
+        if self.shard_bp < hi:
+            raise ConfigError("shard_bp must be at least the maximum chunk length")
+
+    @property
+    def length_range(self) -> tuple[int, int]:
+        if isinstance(self.length, int):
+            return self.length, self.length
+        lo, hi = self.length
+        return int(lo), int(hi)
+
+
+@dataclass(frozen=True)
+class Interval:
+    contig: str
+    start: int
+    end: int
+    split: str
+
+
+@dataclass
+class Block:
+    """One unit of work: chunks of one contig and split that go into one shard."""
+
+    split: str
+    part: int
+    contig: str
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+@dataclass
+class SplitSummary:
+    chunks: int = 0
+    bases: int = 0
+    shards: int = 0
+    dropped_n: int = 0
+    dropped_short: int = 0
+    planned_bases: int = 0
+    contigs: list[str] = field(default_factory=list)
+
+
+def _stable_seed(*parts: object) -> int:
+    return zlib.crc32("\x1f".join(map(str, parts)).encode())
+
+
+def assign_splits(contigs: Sequence[tuple[str, int]], cfg: SplitConfig) -> list[Interval]:
+    """Assign every base of every contig to a split; adjacent same-split regions are merged."""
+    fixed = {c: "validation" for c in cfg.validation_contigs} | {c: "test" for c in cfg.test_contigs}
+    units: list[tuple[str, int, int]] = []
+    for name, length in contigs:
+        if name in fixed or cfg.mode == "contigs":
+            units.append((name, 0, length))
+        else:
+            units.extend(
+                (name, s, min(s + cfg.region_size, length))
+                for s in range(0, length, cfg.region_size)
+            )
+    rng = np.random.default_rng(cfg.seed)
+    draws = rng.random(len(units))
+    labels = np.where(
+        draws < cfg.validation_fraction,
+        "validation",
+        np.where(draws < cfg.validation_fraction + cfg.test_fraction, "test", "train"),
+    ).astype(object)
+    free = np.array([u[0] not in fixed for u in units])
+    for i, unit in enumerate(units):
+        if unit[0] in fixed:
+            labels[i] = fixed[unit[0]]
+    _ensure_each_split(labels, free, cfg, rng)
+    intervals: list[Interval] = []
+    for (name, start, end), label in zip(units, labels, strict=True):
+        last = intervals[-1] if intervals else None
+        if last and last.contig == name and last.split == label and last.end == start:
+            intervals[-1] = Interval(name, last.start, end, label)
+        else:
+            intervals.append(Interval(name, start, end, str(label)))
+    return intervals
+
+
+def _ensure_each_split(
+    labels: np.ndarray, free: np.ndarray, cfg: SplitConfig, rng: np.random.Generator
+) -> None:
+    """Give validation and test at least one unit each when enough free units exist."""
+    wanted = [s for s, f in (("validation", cfg.validation_fraction), ("test", cfg.test_fraction))
+              if f > 0]
+    for split in wanted:
+        if (labels == split).any():
+            continue
+        candidates = np.flatnonzero(free & (labels == "train"))
+        if len(candidates) > 1:
+            labels[rng.choice(candidates)] = split
+
+
+def plan_chunks(interval: Interval, cfg: ChunkConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Start/end coordinates of the chunks of one interval, and how many short tails were dropped."""
+    lo, hi = cfg.length_range
+    span = interval.end - interval.start
+    if lo == hi:
+        step = lo - cfg.overlap
+        starts = np.arange(interval.start, interval.end, step, dtype=np.int64)
+        if cfg.overlap:
+            # the last full window already covers the end: drop starts whose window adds nothing new
+            keep = (starts == interval.start) | (starts + cfg.overlap < interval.end)
+            starts = starts[keep]
+        ends = np.minimum(starts + lo, interval.end)
+    else:
+        rng = np.random.default_rng([cfg.seed, _stable_seed(interval.contig, interval.start)])
+        n_draw = span // max(1, lo - cfg.overlap) + 2
+        lengths = rng.integers(lo, hi + 1, size=n_draw, dtype=np.int64)
+        steps = lengths - cfg.overlap
+        starts = interval.start + np.concatenate([[0], np.cumsum(steps[:-1])])
+        inside = starts < interval.end
+        if cfg.overlap:
+            inside &= (starts == interval.start) | (starts + cfg.overlap < interval.end)
+        starts, lengths = starts[inside], lengths[inside]
+        ends = np.minimum(starts + lengths, interval.end)
+    long_enough = (ends - starts) >= cfg.min_length
+    return starts[long_enough], ends[long_enough], int((~long_enough).sum())
+
+
+def plan_blocks(
+    intervals: Sequence[Interval], cfg: ChunkConfig
+) -> tuple[list[Block], dict[str, SplitSummary]]:
+    """Group the planned chunks into shard-sized blocks, numbered per split."""
+    summaries = {s: SplitSummary() for s in SPLITS}
+    blocks: list[Block] = []
+    next_part = dict.fromkeys(SPLITS, 0)
+    for interval in intervals:
+        starts, ends, short = plan_chunks(interval, cfg)
+        summary = summaries[interval.split]
+        summary.dropped_short += short
+        summary.planned_bases += interval.end - interval.start
+        if interval.contig not in summary.contigs:
+            summary.contigs.append(interval.contig)
+        if len(starts) == 0:
+            continue
+        # cut wherever a block would span more than shard_bp bases
+        first = 0
+        while first < len(starts):
+            limit = starts[first] + cfg.shard_bp
+            last = int(np.searchsorted(ends, limit, side="right"))
+            last = max(last, first + 1)
+            blocks.append(Block(interval.split, next_part[interval.split], interval.contig,
+                                starts[first:last], ends[first:last]))
+            next_part[interval.split] += 1
+            first = last
+    return blocks, summaries
+
+
+def _block_table(fasta: pysam.FastaFile, genome: str, block: Block, cfg: ChunkConfig):
+    """Read one block's sequence and build its chunk table (vectorised)."""
+    region_start, region_end = int(block.starts[0]), int(block.ends.max())
+    raw = fasta.fetch(block.contig, region_start, region_end).encode("ascii")
+    if len(raw) != region_end - region_start:
+        raise ConfigError(f"contig {block.contig} shorter than its index says")
+    raw = raw.translate(TO_ACGTN_UPPER if cfg.softmask == "upper" else TO_ACGTN)
+    arr = np.frombuffer(raw, dtype=np.uint8)
+    rel_starts = block.starts - region_start
+    rel_ends = block.ends - region_start
+    lengths = rel_ends - rel_starts
+    if b"N" in raw or b"n" in raw:
+        n_positions = np.flatnonzero((arr == ord("N")) | (arr == ord("n")))
+        n_counts = np.searchsorted(n_positions, rel_ends) - np.searchsorted(n_positions, rel_starts)
+    else:
+        n_counts = np.zeros(len(rel_starts), dtype=np.int64)
+    keep = n_counts <= cfg.max_n_fraction * lengths
+    dropped_n = int((~keep).sum())
+    rel_starts, rel_ends, lengths = rel_starts[keep], rel_ends[keep], lengths[keep]
+    forward = _string_array(arr, rel_starts, rel_ends)
+    n = len(rel_starts)
+    columns = {
+        "start": pa.array(rel_starts + region_start, pa.int64()),
+        "end": pa.array(rel_ends + region_start, pa.int64()),
+        "strand": ["+"] * n,
+        "sequence": forward,
+    }
+    tables = [columns]
+    if cfg.reverse_complement and n:
+        rc = _COMPLEMENT[arr[::-1]]
+        total = len(arr)
+        reverse = _string_array(rc, (total - rel_ends)[::-1], (total - rel_starts)[::-1])
+        reverse = reverse.take(pa.array(np.arange(n - 1, -1, -1)))
+        tables.append({**columns, "strand": ["-"] * n, "sequence": reverse})
+    parts = []
+    for cols in tables:
+        m = len(cols["start"])
+        parts.append(
+            pa.table(
+                {
+                    "genome": pa.DictionaryArray.from_arrays(
+                        pa.array(np.zeros(m, np.int32)), pa.array([genome])),
+                    "contig": pa.DictionaryArray.from_arrays(
+                        pa.array(np.zeros(m, np.int32)), pa.array([block.contig])),
+                    "start": cols["start"],
+                    "end": cols["end"],
+                    "strand": pa.array(cols["strand"], pa.string()).dictionary_encode()
+                    .cast(CHUNK_SCHEMA.field("strand").type),
+                    "sequence": cols["sequence"],
+                },
+                schema=CHUNK_SCHEMA,
+            )
+        )
+    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    return table, dropped_n
+
+
+def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """Arrow strings ``buf[starts[i]:ends[i]]``; zero-copy when the pieces are contiguous."""
+    if len(starts) == 0:
+        return pa.array([], pa.string())
+    lengths = ends - starts
+    contiguous = bool(np.all(starts[1:] == ends[:-1]))
+    if contiguous:
+        data = buf[starts[0] : ends[-1]]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    else:
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        index = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1] - starts, lengths)
+        data = buf[index]
+        offsets = offsets.astype(np.int32)
+    return pa.StringArray.from_buffers(
+        len(starts), pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))
+    )
+
+
+def _write_block(args: tuple[str, str, Block, ChunkConfig, str]) -> tuple[str, int, int, int]:
+    fasta_path, genome, block, cfg, out_dir = args
+    with pysam.FastaFile(fasta_path) as fasta:
+        table, dropped_n = _block_table(fasta, genome, block, cfg)
+    mean_len = max(1, int(np.mean(block.ends - block.starts)))
+    path = Path(out_dir) / block.split / part_name(block.part)
+    pq.write_table(
+        table,
+        path,
+        compression=PARQUET_COMPRESSION,
+        compression_level=PARQUET_COMPRESSION_LEVEL,
+        row_group_size=max(1, cfg.row_group_bp // mean_len),
+    )
+    bases = int(pc.sum(pc.utf8_length(table["sequence"])).as_py() or 0)
+    return block.split, table.num_rows, bases, dropped_n
+
+
+def read_fai(fasta_path: str | Path) -> list[tuple[str, int]]:
+    """Contig names and lengths, in file order, from the ``.fai`` index."""
+    with open(f"{fasta_path}.fai") as handle:
+        return [(line.split("\t")[0], int(line.split("\t")[1])) for line in handle if line.strip()]
+
+
+def chunk_genome(
+    fasta_path: str | Path,
+    out_dir: str | Path,
+    *,
+    genome_id: str,
+    chunk_cfg: ChunkConfig,
+    split_cfg: SplitConfig,
+    threads: int = 1,
+) -> dict[str, SplitSummary]:
+    """Write ``out_dir/{train,validation,test}/part-NNNNN.parquet`` and ``out_dir/summary.json``.
+
+    The directory appears only when complete. Every split directory holds at least one shard
+    (an empty one when the split has no chunks), so readers need no special case.
+    """
+    contigs = read_fai(fasta_path)
+    missing = [c for c in (*split_cfg.validation_contigs, *split_cfg.test_contigs)
+               if c not in dict(contigs)]
+    if missing:
+        raise ConfigError(f"genome {genome_id}: held-out contigs not in the genome: {missing}")
+    intervals = assign_splits(contigs, split_cfg)
+    blocks, summaries = plan_blocks(intervals, chunk_cfg)
+    with atomic_dir(out_dir) as tmp:
+        for split in SPLITS:
+            (tmp / split).mkdir()
+        jobs = [(str(fasta_path), genome_id, b, chunk_cfg, str(tmp)) for b in blocks]
+        if threads > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=threads) as pool:
+                results = list(pool.map(_write_block, jobs, chunksize=1))
+        else:
+            results = [_write_block(j) for j in jobs]
+        for split, rows, bases, dropped_n in results:
+            summary = summaries[split]
+            summary.chunks += rows
+            summary.bases += bases
+            summary.shards += 1
+            summary.dropped_n += dropped_n
+        for split in SPLITS:
+            if summaries[split].shards == 0:
+                pq.write_table(CHUNK_SCHEMA.empty_table(), tmp / split / part_name(0))
+                summaries[split].shards = 1
+        report = {
+            "genome": genome_id,
+            "chunking": asdict(chunk_cfg),
+            "split": asdict(split_cfg),
+            "splits": {s: asdict(v) for s, v in summaries.items()},
+            "intervals": [asdict(i) for i in intervals],
+        }
+        (tmp / "summary.json").write_text(json.dumps(report, indent=1, default=list) + "\n")
+    for split, s in summaries.items():
+        log.info(
+            "genome %s %s: %d chunks, %d bp in %d shards; dropped %d for N > %.0f%%, %d short tails",
+            genome_id, split, s.chunks, s.bases, s.shards, s.dropped_n,
+            100 * chunk_cfg.max_n_fraction, s.dropped_short,
+        )
+    return summaries
+
+
+def worker_count(requested: int | None) -> int:
+    """Threads to use: the rule's ``threads``, else the machine's cores."""
+    return max(1, requested or os.cpu_count() or 1)

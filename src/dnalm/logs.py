@@ -1,0 +1,25 @@
+"""Logging set-up shared by Snakemake scripts and the command line.
+
+Scripts log to the rule's ``log:`` file (and stderr) so every step states what it did in numbers;
+the command line logs to stderr only.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_files: Sequence[str] = (), *, verbose: bool = False) -> None:
+    """Send ``dnalm`` log records to stderr and to each file in ``log_files``."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers += [logging.FileHandler(path, mode="w") for path in log_files]
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format=FORMAT, handlers=handlers,
+        force=True,
+    )
+    for noisy in ("urllib3", "filelock", "fsspec", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
