@@ -1,13 +1,19 @@
 # Wiring helpers only: config validation, the genome sheet, resources and input functions.
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from dnalm.config import describe_config_error
 from dnalm.errors import DnalmError
 from dnalm.sheet import parse_sheet
 
+CONFIG_SCHEMA = workflow.source_path("../config/config.schema.json")
 
-validate(config, "../config/config.schema.json")
+try:
+    validate(config, "../config/config.schema.json")
+except WorkflowError:
+    sys.exit(f"dnalm: error: {describe_config_error(config, CONFIG_SCHEMA)}")
 
 try:
     GENOMES = parse_sheet(config["genomes"])

@@ -2,11 +2,10 @@
 
 from dnalm.chunks import chunk_genome
 from dnalm.config import chunk_config, split_config
-from dnalm.logs import setup_logging
+from dnalm.logs import run_script
 
 
 def main(sm) -> None:
-    setup_logging(sm.log)
     chunk_genome(
         sm.input.fasta,
         sm.output[0],
@@ -17,4 +16,4 @@ def main(sm) -> None:
     )
 
 
-main(snakemake)
+run_script(snakemake, main)

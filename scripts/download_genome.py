@@ -1,12 +1,11 @@
 """Snakemake adapter: download one genome's source file (rule download_genome)."""
 
 from dnalm.download import fetch_source
-from dnalm.logs import setup_logging
+from dnalm.logs import run_script
 from dnalm.sources import resolve
 
 
 def main(sm) -> None:
-    setup_logging(sm.log)
     dl = sm.params.download
     fetch_source(
         resolve(sm.params.source),
@@ -19,4 +18,4 @@ def main(sm) -> None:
     )
 
 
-main(snakemake)
+run_script(snakemake, main)

@@ -2,11 +2,10 @@
 
 from dnalm.download import verify_local
 from dnalm.fasta import prepare_genome
-from dnalm.logs import setup_logging
+from dnalm.logs import run_script
 
 
 def main(sm) -> None:
-    setup_logging(sm.log)
     if sm.params.local:  # downloads were verified while streaming
         verify_local(sm.input.source, sha256=sm.params.sha256 or None, md5=sm.params.md5 or None)
     prepare_genome(
@@ -19,4 +18,4 @@ def main(sm) -> None:
     )
 
 
-main(snakemake)
+run_script(snakemake, main)

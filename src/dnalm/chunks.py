@@ -165,7 +165,9 @@ def _stable_seed(*parts: object) -> int:
 
 def assign_splits(contigs: Sequence[tuple[str, int]], cfg: SplitConfig) -> list[Interval]:
     """Assign every base of every contig to a split; adjacent same-split regions are merged."""
-    fixed = {c: "validation" for c in cfg.validation_contigs} | {c: "test" for c in cfg.test_contigs}
+    fixed = dict.fromkeys(cfg.validation_contigs, "validation") | dict.fromkeys(
+        cfg.test_contigs, "test"
+    )
     units: list[tuple[str, int, int]] = []
     for name, length in contigs:
         if name in fixed or cfg.mode == "contigs":
@@ -212,7 +214,7 @@ def _ensure_each_split(
 
 
 def plan_chunks(interval: Interval, cfg: ChunkConfig) -> tuple[np.ndarray, np.ndarray, int]:
-    """Start/end coordinates of the chunks of one interval, and how many short tails were dropped."""
+    """Start/end coordinates of one interval's chunks, and how many short tails were dropped."""
     lo, hi = cfg.length_range
     span = interval.end - interval.start
     if lo == hi:
@@ -416,7 +418,8 @@ def chunk_genome(
         (tmp / "summary.json").write_text(json.dumps(report, indent=1, default=list) + "\n")
     for split, s in summaries.items():
         log.info(
-            "genome %s %s: %d chunks, %d bp in %d shards; dropped %d for N > %.0f%%, %d short tails",
+            "genome %s %s: %d chunks, %d bp in %d shards; dropped %d for N > %.0f%%, "
+            "%d short tails",
             genome_id, split, s.chunks, s.bases, s.shards, s.dropped_n,
             100 * chunk_cfg.max_n_fraction, s.dropped_short,
         )

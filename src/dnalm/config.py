@@ -38,3 +38,23 @@ def split_config(cfg: dict[str, Any], seed: int = 42) -> SplitConfig:
         test_contigs=tuple(cfg.get("test_contigs", ())),
         seed=seed,
     )
+
+
+def describe_config_error(config: dict[str, Any], schema_path: str) -> str:
+    """One line saying which config key is wrong and why (for a failed schema validation).
+
+    Snakemake's own message dumps the whole schema; users need the key and the reason.
+    """
+    import json
+
+    import jsonschema
+
+    with open(schema_path) as handle:
+        schema = json.load(handle)
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(config)
+    )
+    if error is None:
+        return "invalid configuration"
+    where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    return f"config key {where}: {error.message}"

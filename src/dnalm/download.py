@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+import urllib3
 
 from dnalm.errors import DownloadError
 from dnalm.io import atomic_file
@@ -52,8 +53,9 @@ def _http_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes
             return written
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise _Transient(str(exc).splitlines()[0][:200]) from exc
-    except requests.RequestException as exc:  # e.g. ChunkedEncodingError mid-body
-        raise _Transient(type(exc).__name__) from exc
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        # a body cut short (ProtocolError, ChunkedEncodingError) is worth another attempt
+        raise _Transient(f"{type(exc).__name__}: {str(exc)[:150]}") from exc
 
 
 def _ftp_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes], None]) -> int:

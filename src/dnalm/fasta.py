@@ -162,16 +162,16 @@ def _events(blocks: Iterator[bytes], where: str) -> Iterator[tuple[str, object]]
 def _split_complete(data: bytes, where: str) -> Iterator[tuple[str, object]]:
     pos = 0
     for m in _HEADER_RE.finditer(data):
-        if m.start() > pos:
-            yield "seq", _clean(data[pos : m.start()])
+        if m.start() > pos and (seq := _clean(data[pos : m.start()])):
+            yield "seq", seq
         header = m.group().decode("utf-8", "replace").strip()[1:]
         name = header.split(maxsplit=1)[0] if header.strip() else ""
         if not name:
             raise InputFormatError("FASTA header without a name", where=where)
         yield "header", name
         pos = m.end()
-    if pos < len(data):
-        yield "seq", _clean(data[pos:])
+    if pos < len(data) and (seq := _clean(data[pos:])):
+        yield "seq", seq
 
 
 def _clean(seq: bytes) -> bytes:

@@ -44,7 +44,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_files(*paths: str | os.PathLike[str]) -> Iterator[list[Path]]:
-    """Like :func:`atomic_file` for several files that must appear together (a FASTA and its index)."""
+    """Like :func:`atomic_file` for files that must appear together (a FASTA and its index)."""
     targets = [Path(p) for p in paths]
     for t in targets:
         t.parent.mkdir(parents=True, exist_ok=True)

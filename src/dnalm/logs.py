@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,3 +23,24 @@ def setup_logging(log_files: Sequence[str] = (), *, verbose: bool = False) -> No
     )
     for noisy in ("urllib3", "filelock", "fsspec", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_script(sm: object, main: Callable[[object], object]) -> None:
+    """Run a Snakemake ``script:`` body with logging to the rule's log file.
+
+    A user error (``DnalmError``) is written to the log and stderr as one line and the job exits
+    with status 1 (Snakemake then deletes its outputs); anything else is a bug and keeps its
+    traceback, in the log too.
+    """
+    from dnalm.errors import DnalmError
+
+    setup_logging(list(getattr(sm, "log", [])))
+    logger = logging.getLogger("dnalm")
+    try:
+        main(sm)
+    except DnalmError as exc:
+        logger.error("dnalm: error: %s", exc)
+        sys.exit(1)
+    except Exception:
+        logger.exception("unexpected failure (a bug: please report it with this log)")
+        raise

@@ -8,8 +8,13 @@ with every column as text so that an id such as ``1`` or a checksum with leading
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from pathlib import Path
+
+import jsonschema
 
 from dnalm.errors import ConfigError
 from dnalm.sources import Source, resolve
@@ -32,6 +37,20 @@ class GenomeEntry:
 
 def _patterns(text: str | None) -> tuple[str, ...]:
     return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+@cache
+def _row_validator() -> jsonschema.Draft202012Validator:
+    text = resources.files("dnalm").joinpath("schemas/genomes.schema.json").read_text()
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def _check_row(path: Path, line_no: int, row: dict[str, str]) -> None:
+    present = {k: v for k, v in row.items() if v != "" or k in REQUIRED}
+    error = jsonschema.exceptions.best_match(_row_validator().iter_errors(present))
+    if error is not None:
+        column = ".".join(str(p) for p in error.absolute_path) or "row"
+        raise ConfigError(f"{path} line {line_no}: {column}: {error.message}")
 
 
 def read_sheet(path: str | Path) -> list[dict[str, str]]:
@@ -57,6 +76,7 @@ def read_sheet(path: str | Path) -> list[dict[str, str]]:
             clean = {k: (v or "").strip() for k, v in row.items() if k is not None}
             if None in row:
                 raise ConfigError(f"{path} line {line_no}: more cells than columns")
+            _check_row(path, line_no, clean)
             rows.append(clean)
     if not rows:
         raise ConfigError(f"{path}: no genomes listed")

@@ -36,7 +36,9 @@ _ENSEMBL_RE = re.compile(
     r"^(?P<species>[A-Za-z0-9_]+)/(?P<assembly>[A-Za-z0-9_.\-]+)"
     r"(?:@(?P<release>\d+))?(?:#(?P<content>toplevel|primary_assembly))?$"
 )
-_NCBI_RE = re.compile(r"^(?P<prefix>GC[AF])_(?P<digits>\d{9})\.(?P<version>\d+)(?:_(?P<name>\S+))?$")
+_NCBI_RE = re.compile(
+    r"^(?P<prefix>GC[AF])_(?P<digits>\d{9})\.(?P<version>\d+)(?:_(?P<name>\S+))?$"
+)
 _UCSC_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 

@@ -1,0 +1,7 @@
+"""``python -m dnalm`` runs the command line."""
+
+import sys
+
+from dnalm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,247 @@
+"""The ``dnalm`` command line: run any stage by hand, outside Snakemake.
+
+Each subcommand calls the same package function as the workflow's rule. User errors print one
+line (``dnalm: error: <file/record>: <reason>``) and exit with status 1; ``--debug`` shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dnalm import __version__
+from dnalm.errors import DnalmError
+
+log = logging.getLogger("dnalm")
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _subparser(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str, examples: Sequence[str]
+) -> argparse.ArgumentParser:
+    return subparsers.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=_examples(*examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+# --- genome -------------------------------------------------------------------------------
+
+
+def _add_download(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "download",
+        "Download a genome source (ucsc:, ensembl:, ncbi:, URL) to a file, with retries and "
+        "checksum verification.",
+        [
+            "dnalm download ucsc:hg38 resources/hg38.fa.gz",
+            "dnalm download ncbi:GCF_000001405.40 grch38.fna.gz --md5 0123...",
+            "dnalm download https://example.org/genome.fa.gz out.fa.gz --sha256 ab12...",
+        ],
+    )
+    p.add_argument("source", help="genome source (see README: Genome sources)")
+    p.add_argument("out", type=Path, help="destination file")
+    p.add_argument("--sha256", help="expected SHA-256 of the downloaded file")
+    p.add_argument("--md5", help="expected MD5 of the downloaded file")
+    p.add_argument("--retries", type=int, default=5, help="retries after transient failures")
+    p.add_argument("--backoff", type=float, default=2.0, help="first back-off in seconds")
+    p.add_argument("--timeout", type=float, default=60.0, help="per-attempt time-out in seconds")
+    p.set_defaults(handler=_run_download)
+
+
+def _run_download(args: argparse.Namespace) -> None:
+    from dnalm.download import fetch_source
+    from dnalm.errors import ConfigError
+    from dnalm.sources import resolve
+
+    source = resolve(args.source)
+    if not source.is_remote:
+        raise ConfigError(f"{args.source!r} is a local path: nothing to download")
+    fetch_source(source, args.out, sha256=args.sha256, md5=args.md5, retries=args.retries,
+                 backoff_seconds=args.backoff, timeout_seconds=args.timeout)
+    print(args.out)
+
+
+def _add_prepare(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "prepare-genome",
+        "Validate a FASTA (plain or gzipped) and write it bgzipped with .fai/.gzi indexes and "
+        "per-contig statistics (length, N, GC, soft-masked fraction).",
+        [
+            "dnalm prepare-genome hg38.fa.gz results/genomes/hg38/genome.fa.gz --genome-id hg38",
+            "dnalm prepare-genome asm.fa out/genome.fa.gz --genome-id asm --exclude 'chrUn*' "
+            "--exclude '*_alt'",
+        ],
+    )
+    p.add_argument("fasta", type=Path, help="input FASTA (plain, gzip or bgzip)")
+    p.add_argument("out", type=Path, help="output genome.fa.gz (bgzip); .fai/.gzi written beside")
+    p.add_argument("--genome-id", required=True, help="genome name recorded in the statistics")
+    p.add_argument("--stats", type=Path, help="statistics Parquet (default: beside the output)")
+    p.add_argument("--include", action="append", default=[], help="glob of contigs to keep")
+    p.add_argument("--exclude", action="append", default=[], help="glob of contigs to drop")
+    p.add_argument("--sha256", help="expected SHA-256 of the input file")
+    p.add_argument("--md5", help="expected MD5 of the input file")
+    p.set_defaults(handler=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    from dnalm.download import verify_local
+    from dnalm.errors import InputFormatError
+    from dnalm.fasta import prepare_genome
+
+    if not args.fasta.is_file():
+        raise InputFormatError("file not found", where=str(args.fasta))
+    verify_local(args.fasta, sha256=args.sha256, md5=args.md5)
+    stats = args.stats or args.out.parent / "genome_stats.parquet"
+    rows = prepare_genome(args.fasta, args.out, stats, genome_id=args.genome_id,
+                          include=args.include, exclude=args.exclude)
+    total = sum(int(r["length"]) for r in rows)
+    print(f"{args.out}: {len(rows)} contigs, {total:,} bp; statistics in {stats}")
+
+
+def _length(text: str) -> int | tuple[int, int]:
+    if "," in text or "-" in text:
+        lo, hi = text.replace("-", ",").split(",", 1)
+        return int(lo), int(hi)
+    return int(text)
+
+
+def _add_chunk(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "chunk",
+        "Cut a prepared genome into train/validation/test chunks as Parquet shards.",
+        [
+            "dnalm chunk results/genomes/demo/genome.fa.gz chunks/ --genome-id demo",
+            "dnalm chunk genome.fa.gz chunks/ --genome-id hg38 --length 70-10000 "
+            "--split-mode contigs --validation-contig chr7 --test-contig chr10 --threads 8",
+        ],
+    )
+    p.add_argument("fasta", type=Path, help="bgzipped FASTA with .fai (from prepare-genome)")
+    p.add_argument("out_dir", type=Path, help="output directory (train/, validation/, test/)")
+    p.add_argument("--genome-id", required=True)
+    p.add_argument("--length", type=_length, default=1000, help="bp, or MIN-MAX (default 1000)")
+    p.add_argument("--overlap", type=int, default=0)
+    p.add_argument("--min-length", type=int, default=50)
+    p.add_argument("--max-n-fraction", type=float, default=0.1)
+    p.add_argument("--softmask", choices=["keep", "upper"], default="keep")
+    p.add_argument("--reverse-complement", action="store_true")
+    p.add_argument("--shard-bp", type=int, default=8_000_000)
+    p.add_argument("--split-mode", choices=["regions", "contigs"], default="regions")
+    p.add_argument("--region-size", type=int, default=100_000)
+    p.add_argument("--validation-fraction", type=float, default=0.05)
+    p.add_argument("--test-fraction", type=float, default=0.05)
+    p.add_argument("--validation-contig", action="append", default=[])
+    p.add_argument("--test-contig", action="append", default=[])
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(handler=_run_chunk)
+
+
+def _run_chunk(args: argparse.Namespace) -> None:
+    from dnalm.chunks import ChunkConfig, SplitConfig, chunk_genome
+    from dnalm.errors import InputFormatError
+
+    if not Path(f"{args.fasta}.fai").is_file():
+        raise InputFormatError("no .fai index beside it: run `dnalm prepare-genome` first",
+                               where=str(args.fasta))
+    chunk_cfg = ChunkConfig(
+        length=args.length, overlap=args.overlap, min_length=args.min_length,
+        max_n_fraction=args.max_n_fraction, softmask=args.softmask,
+        reverse_complement=args.reverse_complement, seed=args.seed, shard_bp=args.shard_bp,
+    )
+    split_cfg = SplitConfig(
+        mode=args.split_mode, validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction, region_size=args.region_size,
+        validation_contigs=tuple(args.validation_contig), test_contigs=tuple(args.test_contig),
+        seed=args.seed,
+    )
+    summaries = chunk_genome(args.fasta, args.out_dir, genome_id=args.genome_id,
+                             chunk_cfg=chunk_cfg, split_cfg=split_cfg, threads=args.threads)
+    for split, s in summaries.items():
+        print(f"{split}: {s.chunks} chunks, {s.bases:,} bp, {s.shards} shards "
+              f"(dropped {s.dropped_n} N-rich, {s.dropped_short} short)")
+
+
+# --- environment --------------------------------------------------------------------------
+
+
+def _add_doctor(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "doctor",
+        "Check the environment: package versions, GPUs, Snakemake plugins; print what is missing.",
+        ["dnalm doctor"],
+    )
+    p.set_defaults(handler=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from dnalm.doctor import run_checks
+
+    return run_checks(print)
+
+
+COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_doctor]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnalm",
+        description=textwrap.dedent(
+            """\
+            dnalm: genomes to genome-wide scores with DNA language models.
+            Each subcommand runs one stage of the Snakemake workflow by hand."""
+        ),
+        epilog=_examples("dnalm doctor", "dnalm chunk --help"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dnalm {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug-level logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dnalm`` script."""
+    from dnalm.logs import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    setup_logging(verbose=args.verbose)
+    try:
+        status = args.handler(args)
+    except DnalmError as exc:
+        if args.debug:
+            raise
+        print(f"dnalm: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dnalm: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
