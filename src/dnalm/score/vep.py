@@ -1,0 +1,383 @@
+"""Zero-shot variant effect scores with a masked language model, as ESM-1v.
+
+For a variant changing positions ``T`` (all masked together) the masked-marginal score is
+
+    sum_{t in T} log p(x_t = alt | x_{-T}) - log p(x_t = ref | x_{-T})
+
+How ``T`` is found for any tokenizer: the reference and alternate windows are tokenized, and the
+smallest token spans that differ (longest common prefix of (id, start) and suffix of (id, end))
+are the changed spans ``R`` (reference) and ``A`` (alternate).
+
+* Single nucleotides: ``R``/``A`` are exactly the changed bases (exact ESM-1v).
+* Overlapping k-mers: every token that overlaps a changed base differs, so all of them are masked.
+* BPE / non-overlapping k-mers: a change can re-segment its neighbourhood; the differing spans
+  are masked each in its own sequence and ``sum log p(A | alt with A masked) - sum log p(R | ref
+  with R masked)`` is the score. When ``R`` and ``A`` have the same length, the two masked
+  sequences are identical and one pass serves both.
+
+Modes: ``masked-marginal`` (above), ``wt-marginal`` (one unmasked pass over the reference window;
+needs ``|R| == |A|``, otherwise that variant falls back to masked-marginal and its ``reason``
+says so) and ``pll`` (pseudo-log-likelihood of the alternate window minus that of the reference
+window, each position masked in turn; ``pll_flank`` limits it to tokens near the change).
+
+Every masked input is built once: alleles at one position, and variants whose masked reference
+spans coincide, share passes (inputs are de-duplicated by content). Passes are sorted by length,
+batched, and the LM head is evaluated only at the positions that are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dnalm.errors import ConfigError
+from dnalm.genome import Genome
+from dnalm.score.lm import MaskedLM
+
+log = logging.getLogger(__name__)
+
+MODES = ("masked-marginal", "wt-marginal", "pll")
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+def reverse_complement(seq: str) -> str:
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Scoring options (see the module docstring)."""
+
+    mode: str = "masked-marginal"
+    window_bp: int | None = None
+    average_strands: bool = False
+    batch_size: int = 16
+    pll_flank: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown scoring mode {self.mode!r}; choose one of {MODES}")
+        if self.window_bp is not None and self.window_bp < 1:
+            raise ConfigError("window_bp must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
+
+
+def default_window_bp(lm: MaskedLM) -> int:
+    """Window in bases that fills the model's input for its tokenizer kind."""
+    kind, k = lm.tokenizer.kind, lm.tokenizer.k or 1
+    if kind == "char":
+        return lm.max_content
+    if kind == "kmer":
+        return lm.max_content + k - 1
+    if kind == "nt_kmer":
+        return lm.max_content * k
+    return lm.max_content * 4  # BPE: ~4-5 bp per token; tokens beyond the input are cropped
+
+
+@dataclass
+class _Plan:
+    """De-duplicated forward passes and the log-probabilities each variant reads from them."""
+
+    inputs: list[np.ndarray] = field(default_factory=list)
+    positions: list[list[int]] = field(default_factory=list)
+    _index: dict[bytes, int] = field(default_factory=dict)
+    _pos_index: list[dict[int, int]] = field(default_factory=list)
+    read_pass: list[int] = field(default_factory=list)
+    read_pos: list[int] = field(default_factory=list)
+    read_token: list[int] = field(default_factory=list)
+    read_target: list[int] = field(default_factory=list)
+    read_sign: list[float] = field(default_factory=list)
+
+    def add_pass(self, ids: np.ndarray) -> int:
+        key = ids.tobytes()
+        index = self._index.get(key)
+        if index is None:
+            index = len(self.inputs)
+            self._index[key] = index
+            self.inputs.append(ids)
+            self.positions.append([])
+            self._pos_index.append({})
+        return index
+
+    def read(self, pass_index: int, position: int, token: int, target: int, sign: float) -> None:
+        slots = self._pos_index[pass_index]
+        slot = slots.get(position)
+        if slot is None:
+            slot = slots[position] = len(self.positions[pass_index])
+            self.positions[pass_index].append(position)
+        self.read_pass.append(pass_index)
+        self.read_pos.append(slot)
+        self.read_token.append(token)
+        self.read_target.append(target)
+        self.read_sign.append(sign)
+
+
+def _diff_spans(ref_ids, ref_starts, ref_ends, alt_ids, alt_starts, alt_ends, delta):
+    """Lengths of the common token prefix and suffix of two tokenized windows."""
+    n_ref, n_alt = len(ref_ids), len(alt_ids)
+    limit = min(n_ref, n_alt)
+    same = (ref_ids[:limit] == alt_ids[:limit]) & (ref_starts[:limit] == alt_starts[:limit])
+    prefix = limit if same.all() else int(np.argmin(same))
+    limit_suffix = limit - prefix
+    if limit_suffix == 0:
+        return prefix, 0
+    r = slice(n_ref - limit_suffix, n_ref)
+    a = slice(n_alt - limit_suffix, n_alt)
+    same_tail = (ref_ids[r] == alt_ids[a]) & (ref_ends[r] + delta == alt_ends[a])
+    same_tail = same_tail[::-1]
+    suffix = limit_suffix if same_tail.all() else int(np.argmin(same_tail))
+    return prefix, suffix
+
+
+def _crop(prefix: int, suffix: int, span: int, budget: int) -> tuple[int, int]:
+    """How many prefix/suffix tokens to keep so that prefix + span + suffix fits ``budget``."""
+    room = budget - span
+    keep_left = min(prefix, max(room // 2, room - suffix))
+    keep_right = min(suffix, room - keep_left)
+    keep_left = min(prefix, room - keep_right)
+    return keep_left, keep_right
+
+
+@dataclass
+class _Windows:
+    starts: np.ndarray
+    ends: np.ndarray
+    shifted: np.ndarray
+
+
+def place_windows(
+    starts: np.ndarray, ref_lengths: np.ndarray, contig_lengths: np.ndarray, window: int
+) -> _Windows:
+    """Windows of ``window`` bp centred on each variant, shifted (and flagged) at contig ends."""
+    centre = starts + ref_lengths // 2
+    ws = centre - window // 2
+    clipped = np.clip(ws, 0, np.maximum(contig_lengths - window, 0))
+    we = np.minimum(clipped + window, contig_lengths)
+    return _Windows(clipped, we, clipped != ws)
+
+
+def score_variants(
+    lm: MaskedLM, genome: Genome, variants: pd.DataFrame, cfg: ScoreConfig
+) -> pd.DataFrame:
+    """Score checked variants (see :func:`dnalm.score.variants.check_against_genome`).
+
+    Returns the input rows with ``score``, ``mode``, ``reason``, ``window`` and diagnostics.
+    """
+    t0 = time.perf_counter()
+    out = variants.copy().reset_index(drop=True)
+    window = cfg.window_bp or default_window_bp(lm)
+    out["score"] = np.nan
+    out["score_fwd"] = np.nan
+    out["score_rev"] = np.nan
+    out["mode"] = cfg.mode
+    out["window"] = ""
+    out["window_shifted"] = False
+    out["masked_ref_tokens"] = 0
+    out["masked_alt_tokens"] = 0
+    ok = np.flatnonzero(out["reason"].to_numpy() == "")
+    if len(ok) == 0:
+        return out
+    sub = out.iloc[ok]
+    lengths = np.array([genome.lengths[c] for c in sub["genome_contig"]], dtype=np.int64)
+    ref_len = sub["ref"].str.len().to_numpy()
+    win = place_windows(sub["start"].to_numpy(), ref_len, lengths, window)
+    ref_windows, alt_windows = _window_sequences(genome, sub, win)
+    out.loc[ok, "window"] = [
+        f"{c}:{s}-{e}" for c, s, e in zip(sub["genome_contig"], win.starts, win.ends, strict=True)
+    ]
+    out.loc[ok, "window_shifted"] = win.shifted
+    strands = [("fwd", ref_windows, alt_windows)]
+    if cfg.average_strands:
+        strands.append(("rev", [reverse_complement(s) for s in ref_windows],
+                        [reverse_complement(s) for s in alt_windows]))
+    plan = _Plan()
+    notes: dict[int, str] = {}
+    modes: dict[int, str] = {}
+    spans: dict[int, tuple[int, int]] = {}
+    n_targets = len(ok) * len(strands)
+    for strand_index, (_, refs, alts) in enumerate(strands):
+        deltas = (sub["alt"].str.len() - sub["ref"].str.len()).to_numpy()
+        _plan_strand(lm, plan, refs, alts, deltas, cfg, strand_index, len(ok), notes, modes, spans)
+    totals = _execute(lm, plan, n_targets, cfg.batch_size)
+    per_strand = totals.reshape(len(strands), len(ok))
+    failed = np.zeros(len(ok), dtype=bool)
+    for i, note in notes.items():
+        if note.startswith("skip:"):
+            failed[i] = True
+    fwd = per_strand[0]
+    out.loc[ok, "score_fwd"] = np.where(failed, np.nan, fwd)
+    if cfg.average_strands:
+        rev = per_strand[1]
+        out.loc[ok, "score_rev"] = np.where(failed, np.nan, rev)
+        out.loc[ok, "score"] = np.where(failed, np.nan, (fwd + rev) / 2)
+    else:
+        out.loc[ok, "score"] = np.where(failed, np.nan, fwd)
+    for i, note in notes.items():
+        out.loc[ok[i], "reason"] = note.removeprefix("skip:")
+    for i, mode in modes.items():
+        out.loc[ok[i], "mode"] = mode
+    for i, (r, a) in spans.items():
+        out.loc[ok[i], "masked_ref_tokens"] = r
+        out.loc[ok[i], "masked_alt_tokens"] = a
+    elapsed = time.perf_counter() - t0
+    scored = int(out["score"].notna().sum())
+    log.info("scored %d of %d variants in %.1fs (%.1f variants/s, %d forward passes, mode %s)",
+             scored, len(out), elapsed, scored / max(elapsed, 1e-9), len(plan.inputs), cfg.mode)
+    return out
+
+
+def _window_sequences(genome: Genome, sub: pd.DataFrame, win: _Windows) -> tuple[list, list]:
+    refs, alts = [], []
+    cache: dict[tuple[str, int, int], str] = {}
+    for contig, start, ref, alt, ws, we in zip(
+        sub["genome_contig"], sub["start"], sub["ref"], sub["alt"], win.starts, win.ends,
+        strict=True,
+    ):
+        key = (contig, int(ws), int(we))
+        seq = cache.get(key)
+        if seq is None:
+            seq = cache[key] = genome.fetch(contig, int(ws), int(we)).upper()
+        p = int(start - ws)
+        refs.append(seq)
+        alts.append(seq[:p] + alt + seq[p + len(ref) :])
+    return refs, alts
+
+
+def _encode(lm: MaskedLM, sequences: Sequence[str]):
+    unique = list(dict.fromkeys(sequences))
+    batch = lm.tokenizer.encode_batch(unique)
+    rows = {}
+    for i, seq in enumerate(unique):
+        a, b = batch.row_offsets[i], batch.row_offsets[i + 1]
+        rows[seq] = (batch.ids[a:b], batch.starts[a:b], batch.ends[a:b])
+    return rows
+
+
+def _plan_strand(lm, plan, refs, alts, deltas, cfg, strand, n, notes, modes, spans) -> None:
+    ref_tokens = _encode(lm, refs)
+    alt_tokens = _encode(lm, alts)
+    mask = lm.special.mask
+    budget = lm.max_content
+    offset = len(lm.special.prefix)
+    for i in range(n):
+        target = strand * n + i
+        r_ids, r_st, r_en = ref_tokens[refs[i]]
+        a_ids, a_st, a_en = alt_tokens[alts[i]]
+        prefix, suffix = _diff_spans(r_ids, r_st, r_en, a_ids, a_st, a_en, int(deltas[i]))
+        n_r, n_a = len(r_ids) - prefix - suffix, len(a_ids) - prefix - suffix
+        if n_r == 0 and n_a == 0:
+            notes[i] = "skip:alleles tokenize identically"
+            continue
+        if max(n_r, n_a) > budget:
+            notes[i] = "skip:changed token span longer than the model input"
+            continue
+        keep_l, keep_r = _crop(prefix, suffix, max(n_r, n_a), budget)
+        ref_in = r_ids[prefix - keep_l : len(r_ids) - suffix + keep_r]
+        alt_in = a_ids[prefix - keep_l : len(a_ids) - suffix + keep_r]
+        r_pos = np.arange(keep_l, keep_l + n_r) + offset
+        a_pos = np.arange(keep_l, keep_l + n_a) + offset
+        r_tok = r_ids[prefix : prefix + n_r]
+        a_tok = a_ids[prefix : prefix + n_a]
+        if strand == 0:
+            spans[i] = (n_r, n_a)
+        mode = cfg.mode
+        if mode == "wt-marginal" and n_r != n_a:
+            mode = "masked-marginal"
+            notes.setdefault(i, "wt-marginal needs equal token spans: scored masked-marginal")
+            modes[i] = mode
+        if mode == "pll":
+            _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, cfg.pll_flank, target)
+        elif mode == "wt-marginal":
+            p = plan.add_pass(lm.wrap(ref_in))
+            for pos, rt, at in zip(r_pos, r_tok, a_tok, strict=True):
+                plan.read(p, int(pos), int(at), target, 1.0)
+                plan.read(p, int(pos), int(rt), target, -1.0)
+        elif n_r == n_a:
+            masked = lm.wrap(ref_in)
+            masked[r_pos] = mask
+            p = plan.add_pass(masked)
+            for pos, rt, at in zip(r_pos, r_tok, a_tok, strict=True):
+                plan.read(p, int(pos), int(at), target, 1.0)
+                plan.read(p, int(pos), int(rt), target, -1.0)
+        else:
+            masked_ref = lm.wrap(ref_in)
+            masked_ref[r_pos] = mask
+            p_ref = plan.add_pass(masked_ref)
+            for pos, rt in zip(r_pos, r_tok, strict=True):
+                plan.read(p_ref, int(pos), int(rt), target, -1.0)
+            masked_alt = lm.wrap(alt_in)
+            masked_alt[a_pos] = mask
+            p_alt = plan.add_pass(masked_alt)
+            for pos, at in zip(a_pos, a_tok, strict=True):
+                plan.read(p_alt, int(pos), int(at), target, 1.0)
+
+
+def _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, flank, target) -> None:
+    """PLL(alt) - PLL(ref): mask each (nearby) content token in turn, read its own id."""
+    offset = len(lm.special.prefix)
+    mask = lm.special.mask
+    for tokens, n_span, sign in ((ref_in, n_r, -1.0), (alt_in, n_a, 1.0)):
+        lo, hi = 0, len(tokens)
+        if flank is not None:
+            lo, hi = max(0, keep_l - flank), min(len(tokens), keep_l + n_span + flank)
+        wrapped = lm.wrap(tokens)
+        for j in range(lo, hi):
+            masked = wrapped.copy()
+            masked[offset + j] = mask
+            p = plan.add_pass(masked)
+            plan.read(p, offset + j, int(tokens[j]), target, sign)
+
+
+def _execute(lm: MaskedLM, plan: _Plan, n_targets: int, batch_size: int) -> np.ndarray:
+    """Run the planned passes in length-sorted batches; sum each target's signed reads."""
+    order = sorted(range(len(plan.inputs)), key=lambda i: len(plan.inputs[i]))
+    logps: list = [None] * len(plan.inputs)
+    for b in range(0, len(order), batch_size):
+        chunk = order[b : b + batch_size]
+        results = lm.log_probs_at([plan.inputs[i] for i in chunk],
+                                  [plan.positions[i] for i in chunk])
+        for i, res in zip(chunk, results, strict=True):
+            logps[i] = res.numpy()
+    totals = np.zeros(n_targets, dtype=np.float64)
+    for p, slot, tok, target, sign in zip(plan.read_pass, plan.read_pos, plan.read_token,
+                                          plan.read_target, plan.read_sign, strict=True):
+        totals[target] += sign * float(logps[p][slot, tok])
+    return totals
+
+
+def score_file(
+    model_dir: str | Path,
+    genome_path: str | Path,
+    variants_path: str | Path,
+    out_parquet: str | Path,
+    *,
+    cfg: ScoreConfig,
+    match_chr_prefix: bool = True,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+) -> pd.DataFrame:
+    """Read variants, score them, write the Parquet table (atomically); return the table."""
+    from dnalm.io import atomic_file
+    from dnalm.score.variants import check_against_genome, read_variants
+
+    lm = MaskedLM(model_dir, device=device, trust_remote_code=trust_remote_code)
+    with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
+        checked = check_against_genome(read_variants(variants_path), genome)
+        table = score_variants(lm, genome, checked, cfg)
+    columns = ["contig", "pos", "ref", "alt", "id", "score", "mode", "reason", "window",
+               "window_shifted", "score_fwd", "score_rev", "masked_ref_tokens",
+               "masked_alt_tokens", "record"]
+    table = table[columns]
+    with atomic_file(out_parquet) as tmp:
+        table.to_parquet(tmp, index=False)
+    skipped = table[table["score"].isna()]
+    for reason, count in skipped["reason"].value_counts().items():
+        log.info("skipped %d variant(s): %s", count, reason)
+    return table
