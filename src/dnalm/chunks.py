@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pysam
 
@@ -139,13 +138,21 @@ class Interval:
 
 @dataclass
 class Block:
-    """One unit of work: chunks of one contig and split that go into one shard."""
+    """Chunks of one contig region, read from the FASTA in one random access."""
 
-    split: str
-    part: int
     contig: str
     starts: np.ndarray
     ends: np.ndarray
+
+
+@dataclass
+class Shard:
+    """One unit of work and one output file: blocks of one split, at most ``shard_bp`` bases."""
+
+    split: str
+    part: int
+    blocks: list[Block] = field(default_factory=list)
+    bases: int = 0
 
 
 @dataclass
@@ -240,13 +247,28 @@ def plan_chunks(interval: Interval, cfg: ChunkConfig) -> tuple[np.ndarray, np.nd
     return starts[long_enough], ends[long_enough], int((~long_enough).sum())
 
 
-def plan_blocks(
+def plan_shards(
     intervals: Sequence[Interval], cfg: ChunkConfig
-) -> tuple[list[Block], dict[str, SplitSummary]]:
-    """Group the planned chunks into shard-sized blocks, numbered per split."""
+) -> tuple[list[Shard], dict[str, SplitSummary]]:
+    """Pack the planned chunks into shards of at most ``shard_bp`` bases, numbered per split.
+
+    A shard may hold several blocks (held-out regions are small: one file each would make
+    thousands of tiny files on a large genome); a long interval is cut into several blocks.
+    """
     summaries = {s: SplitSummary() for s in SPLITS}
-    blocks: list[Block] = []
+    open_shard: dict[str, Shard] = {}
+    shards: list[Shard] = []
     next_part = dict.fromkeys(SPLITS, 0)
+
+    def shard_for(split: str, size: int) -> Shard:
+        current = open_shard.get(split)
+        if current is None or (current.bases + size > cfg.shard_bp and current.blocks):
+            current = Shard(split, next_part[split])
+            next_part[split] += 1
+            open_shard[split] = current
+            shards.append(current)
+        return current
+
     for interval in intervals:
         starts, ends, short = plan_chunks(interval, cfg)
         summary = summaries[interval.split]
@@ -254,22 +276,36 @@ def plan_blocks(
         summary.planned_bases += interval.end - interval.start
         if interval.contig not in summary.contigs:
             summary.contigs.append(interval.contig)
-        if len(starts) == 0:
-            continue
-        # cut wherever a block would span more than shard_bp bases
         first = 0
         while first < len(starts):
-            limit = starts[first] + cfg.shard_bp
-            last = int(np.searchsorted(ends, limit, side="right"))
-            last = max(last, first + 1)
-            blocks.append(Block(interval.split, next_part[interval.split], interval.contig,
-                                starts[first:last], ends[first:last]))
-            next_part[interval.split] += 1
+            current = shard_for(interval.split, 0)
+            room = max(cfg.shard_bp - current.bases, 0)
+            last = int(np.searchsorted(ends, starts[first] + room, side="right"))
+            if last <= first:
+                current = shard_for(interval.split, cfg.shard_bp + 1)  # start a fresh shard
+                last = max(first + 1, int(np.searchsorted(ends, starts[first] + cfg.shard_bp,
+                                                          side="right")))
+            block = Block(interval.contig, starts[first:last], ends[first:last])
+            current.blocks.append(block)
+            current.bases += int(block.ends[-1] - block.starts[0])
             first = last
-    return blocks, summaries
+    return shards, summaries
 
 
-def _block_table(fasta: pysam.FastaFile, genome: str, block: Block, cfg: ChunkConfig):
+def _np_array(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
+    """numpy → Arrow without ``pa.array`` (which imports pandas: ~0.3 s per worker)."""
+    values = np.ascontiguousarray(values, dtype=dtype.to_pandas_dtype())
+    return pa.Array.from_buffers(dtype, len(values), [None, pa.py_buffer(values)])
+
+
+def _constant_dictionary(value: str, n: int, index_type: pa.DataType) -> pa.DictionaryArray:
+    indices = _np_array(np.zeros(n, dtype=index_type.to_pandas_dtype()), index_type)
+    return pa.DictionaryArray.from_arrays(indices, _string_array(
+        np.frombuffer(value.encode(), np.uint8), np.array([0]), np.array([len(value.encode())])))
+
+
+def _block_table(fasta: pysam.FastaFile, genome: str, block: Block,
+                 cfg: ChunkConfig) -> tuple[pa.Table, int, int]:
     """Read one block's sequence and build its chunk table (vectorised)."""
     region_start, region_end = int(block.starts[0]), int(block.ends.max())
     raw = fasta.fetch(block.contig, region_start, region_end).encode("ascii")
@@ -287,79 +323,77 @@ def _block_table(fasta: pysam.FastaFile, genome: str, block: Block, cfg: ChunkCo
         n_counts = np.zeros(len(rel_starts), dtype=np.int64)
     keep = n_counts <= cfg.max_n_fraction * lengths
     dropped_n = int((~keep).sum())
-    rel_starts, rel_ends, lengths = rel_starts[keep], rel_ends[keep], lengths[keep]
-    forward = _string_array(arr, rel_starts, rel_ends)
+    rel_starts, rel_ends = rel_starts[keep], rel_ends[keep]
     n = len(rel_starts)
-    columns = {
-        "start": pa.array(rel_starts + region_start, pa.int64()),
-        "end": pa.array(rel_ends + region_start, pa.int64()),
-        "strand": ["+"] * n,
-        "sequence": forward,
-    }
-    tables = [columns]
+    starts = _np_array(rel_starts + region_start, pa.int64())
+    ends = _np_array(rel_ends + region_start, pa.int64())
+    parts = [(_string_array(arr, rel_starts, rel_ends), "+")]
     if cfg.reverse_complement and n:
         rc = _COMPLEMENT[arr[::-1]]
         total = len(arr)
         reverse = _string_array(rc, (total - rel_ends)[::-1], (total - rel_starts)[::-1])
-        reverse = reverse.take(pa.array(np.arange(n - 1, -1, -1)))
-        tables.append({**columns, "strand": ["-"] * n, "sequence": reverse})
-    parts = []
-    for cols in tables:
-        m = len(cols["start"])
-        parts.append(
-            pa.table(
-                {
-                    "genome": pa.DictionaryArray.from_arrays(
-                        pa.array(np.zeros(m, np.int32)), pa.array([genome])),
-                    "contig": pa.DictionaryArray.from_arrays(
-                        pa.array(np.zeros(m, np.int32)), pa.array([block.contig])),
-                    "start": cols["start"],
-                    "end": cols["end"],
-                    "strand": pa.array(cols["strand"], pa.string()).dictionary_encode()
-                    .cast(CHUNK_SCHEMA.field("strand").type),
-                    "sequence": cols["sequence"],
-                },
-                schema=CHUNK_SCHEMA,
-            )
+        parts.append((reverse.take(_np_array(np.arange(n - 1, -1, -1), pa.int64())), "-"))
+    tables = [
+        pa.Table.from_arrays(
+            [
+                _constant_dictionary(genome, n, pa.int32()),
+                _constant_dictionary(block.contig, n, pa.int32()),
+                starts,
+                ends,
+                _constant_dictionary(strand, n, pa.int8()),
+                sequences,
+            ],
+            schema=CHUNK_SCHEMA,
         )
-    table = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-    return table, dropped_n
+        for sequences, strand in parts
+    ]
+    bases = int((rel_ends - rel_starts).sum()) * len(parts)
+    return (pa.concat_tables(tables) if len(tables) > 1 else tables[0]), dropped_n, bases
 
 
 def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """Arrow strings ``buf[starts[i]:ends[i]]``; zero-copy when the pieces are contiguous."""
+    """Arrow strings ``buf[starts[i]:ends[i]]``; zero-copy when the pieces are contiguous.
+
+    Otherwise runs of adjacent pieces are copied slice by slice (a per-base gather index would
+    cost 8 bytes per base).
+    """
+    lengths = np.asarray(ends - starts, dtype=np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
     if len(starts) == 0:
-        return pa.array([], pa.string())
-    lengths = ends - starts
-    contiguous = bool(np.all(starts[1:] == ends[:-1]))
-    if contiguous:
+        data = np.zeros(0, np.uint8)
+    elif np.array_equal(starts[1:], ends[:-1]):
         data = buf[starts[0] : ends[-1]]
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     else:
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        index = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1] - starts, lengths)
-        data = buf[index]
-        offsets = offsets.astype(np.int32)
+        breaks = np.flatnonzero(starts[1:] != ends[:-1]) + 1
+        run_starts = starts[np.concatenate([[0], breaks])]
+        run_ends = ends[np.concatenate([breaks - 1, [len(ends) - 1]])]
+        data = np.concatenate([buf[a:b] for a, b in zip(run_starts, run_ends, strict=True)])
     return pa.StringArray.from_buffers(
-        len(starts), pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))
+        len(lengths), pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))
     )
 
 
-def _write_block(args: tuple[str, str, Block, ChunkConfig, str]) -> tuple[str, int, int, int]:
-    fasta_path, genome, block, cfg, out_dir = args
-    with pysam.FastaFile(fasta_path) as fasta:
-        table, dropped_n = _block_table(fasta, genome, block, cfg)
-    mean_len = max(1, int(np.mean(block.ends - block.starts)))
-    path = Path(out_dir) / block.split / part_name(block.part)
-    pq.write_table(
-        table,
-        path,
-        compression=PARQUET_COMPRESSION,
+_SMALL_COLUMNS = ["genome", "contig", "start", "end", "strand"]
+
+
+def _write_shard(args: tuple[str, str, Shard, ChunkConfig, str]) -> tuple[str, int, int, int]:
+    fasta_path, genome, shard, cfg, out_dir = args
+    path = Path(out_dir) / shard.split / part_name(shard.part)
+    rows = bases = dropped = 0
+    mean_len = max(1, int(np.mean([np.mean(b.ends - b.starts) for b in shard.blocks])))
+    with pysam.FastaFile(fasta_path) as fasta, pq.ParquetWriter(
+        path, CHUNK_SCHEMA, compression=PARQUET_COMPRESSION,
         compression_level=PARQUET_COMPRESSION_LEVEL,
-        row_group_size=max(1, cfg.row_group_bp // mean_len),
-    )
-    bases = int(pc.sum(pc.utf8_length(table["sequence"])).as_py() or 0)
-    return block.split, table.num_rows, bases, dropped_n
+        use_dictionary=["genome", "contig", "strand"], write_statistics=_SMALL_COLUMNS,
+    ) as writer:
+        for block in shard.blocks:
+            table, dropped_n, block_bases = _block_table(fasta, genome, block, cfg)
+            writer.write_table(table, row_group_size=max(1, cfg.row_group_bp // mean_len))
+            rows += table.num_rows
+            bases += block_bases
+            dropped += dropped_n
+    return shard.split, rows, bases, dropped
 
 
 def read_fai(fasta_path: str | Path) -> list[tuple[str, int]]:
@@ -388,16 +422,16 @@ def chunk_genome(
     if missing:
         raise ConfigError(f"genome {genome_id}: held-out contigs not in the genome: {missing}")
     intervals = assign_splits(contigs, split_cfg)
-    blocks, summaries = plan_blocks(intervals, chunk_cfg)
+    shards, summaries = plan_shards(intervals, chunk_cfg)
     with atomic_dir(out_dir) as tmp:
         for split in SPLITS:
             (tmp / split).mkdir()
-        jobs = [(str(fasta_path), genome_id, b, chunk_cfg, str(tmp)) for b in blocks]
+        jobs = [(str(fasta_path), genome_id, s, chunk_cfg, str(tmp)) for s in shards]
         if threads > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=threads) as pool:
-                results = list(pool.map(_write_block, jobs, chunksize=1))
+                results = list(pool.map(_write_shard, jobs, chunksize=1))
         else:
-            results = [_write_block(j) for j in jobs]
+            results = [_write_shard(j) for j in jobs]
         for split, rows, bases, dropped_n in results:
             summary = summaries[split]
             summary.chunks += rows
