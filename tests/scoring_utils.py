@@ -75,7 +75,7 @@ def brute_force(model_dir: Path, ref_window: str, alt_window: str, mode: str) ->
     a_span = [t[0] for t in a[p : len(a) - s]]
 
     def logp(ids: list[int], masked: list[int]) -> torch.Tensor:
-        full = [2] + ids + [3]
+        full = [2, *ids, 3]
         x = torch.tensor([full])
         if masked:
             x[0, [m + 1 for m in masked]] = 4

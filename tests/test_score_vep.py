@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,7 +86,7 @@ def test_pll_and_strand_average(setup) -> None:
         pll = score_variants(lm, genome, checked, ScoreConfig(mode="pll", window_bp=30))
         both = score_variants(lm, genome, checked,
                               ScoreConfig(window_bp=40, average_strands=True))
-    for i, row in pll.iterrows():
+    for _, row in pll.iterrows():
         ref_w, alt_w = windows(seq, int(row.pos) - 1, row.ref, row.alt, 30)
         assert row.score == pytest.approx(brute_force(model_dir, ref_w, alt_w, "pll"), abs=1e-4)
     for _, row in both.iterrows():

@@ -35,7 +35,8 @@ class _HFTokenizer:
         self.hf_auto = AutoTokenizer.from_pretrained(str(directory))
         backend = getattr(self.hf_auto, "backend_tokenizer", None)
         if backend is None:
-            raise InputFormatError("tokenizer has no fast (tokenizers) backend", where=str(directory))
+            raise InputFormatError("tokenizer has no fast (tokenizers) backend",
+                                   where=str(directory))
         self.hf = backend
 
     def encode_batch(self, sequences: Iterable[str]) -> TokenizedBatch:

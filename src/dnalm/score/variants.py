@@ -1,4 +1,4 @@
-"""Variant input: VCF (plain or bgzipped) or a ``contig,pos,ref,alt`` table, checked against the genome.
+"""Variant input: a VCF (plain or bgzipped) or a ``contig,pos,ref,alt`` table, checked on a genome.
 
 Multi-allelic records are split into one row per alternate allele. Contig names are matched to the
 genome's with :class:`dnalm.genome.ContigNames` (``chr20`` ↔ ``20``). Every row keeps a ``reason``:
