@@ -5,11 +5,17 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded demo config, unless the user gives their own with --configfile (merging the two
+# would leak the demo's genomes and variant sets into the user's run); the JSON schema fills in
+# defaults either way.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
 include: "rules/genome.smk"
+include: "rules/score.smk"
 
 
 rule all:

@@ -24,6 +24,11 @@ except DnalmError as _error:
 wildcard_constraints:
     genome=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
     split=r"train|validation|test",
+    model=r"[^/]+",
+    vcf=r"[^/]+",
+    name=r"[^/]+",
+    region=r"\d+",
+    tokenizer=r"[^/]+",
 
 
 def genome_entry(wildcards):
@@ -72,4 +77,29 @@ def all_outputs():
     outputs = []
     for genome in GENOMES:
         outputs += genome_outputs(genome)
+    outputs += score_targets()
     return outputs
+
+
+def gpu_resources(rule_name):
+    """GPU requests under the name every executor reads (one place, from config).
+
+    SLURM reads ``gpu`` (+ ``gpu_model`` from the profile), Kubernetes ``gpu`` with
+    ``gpu_manufacturer``, Google Batch ``nvidia_gpu``, AWS Batch ``_gpus``; CPU rules get none.
+    """
+    n = int(rule_resources(rule_name).get("gpu", 0))
+    if n <= 0:
+        return {}
+    return {"gpu": n, "gpu_manufacturer": "nvidia", "nvidia_gpu": n, "_gpus": n}
+
+
+def model_dir(name):
+    """A model's Hugging Face directory: an external checkpoint from config, or the pipeline's."""
+    external = config.get("external_models", {}).get(name)
+    if external:
+        return external["path"]
+    return f"results/models/{name}"
+
+
+def trusts_remote_code(name):
+    return bool(config.get("external_models", {}).get(name, {}).get("trust_remote_code", False))

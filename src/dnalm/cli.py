@@ -178,6 +178,124 @@ def _run_chunk(args: argparse.Namespace) -> None:
               f"(dropped {s.dropped_n} N-rich, {s.dropped_short} short)")
 
 
+# --- scoring ------------------------------------------------------------------------------
+
+
+def _add_score_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, type=Path,
+                   help="Hugging Face masked-LM directory (with its tokenizer)")
+    p.add_argument("--genome", required=True, type=Path,
+                   help="genome FASTA: bgzipped with .fai/.gzi (dnalm prepare-genome) or plain")
+    p.add_argument("--mode", choices=["masked-marginal", "wt-marginal", "pll"],
+                   default="masked-marginal")
+    p.add_argument("--window-bp", type=int, help="window in bp (default: fill the model input)")
+    p.add_argument("--average-strands", action="store_true",
+                   help="average forward and reverse-complement scores")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--pll-flank", type=int, help="pll mode: tokens each side of the change")
+    p.add_argument("--no-chr-match", action="store_true",
+                   help="do not match chr20 to 20 (and chrM to MT)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow the checkpoint's own model code (off by default)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is visible")
+
+
+def _score_cfg(args: argparse.Namespace):
+    from dnalm.score.vep import ScoreConfig
+
+    return ScoreConfig(mode=args.mode, window_bp=args.window_bp,
+                       average_strands=args.average_strands, batch_size=args.batch_size,
+                       pll_flank=args.pll_flank)
+
+
+def _torch_threads(args: argparse.Namespace) -> None:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _add_score_variants(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "score-variants",
+        "Score the variants of a VCF (or contig,pos,ref,alt table) with a masked language model "
+        "(ESM-1v masked marginals by default); write a Parquet table and an annotated, "
+        "tabix-indexed VCF.",
+        [
+            "dnalm score-variants --model results/models/demo --genome "
+            "results/genomes/demo/genome.fa.gz --vcf data/demo_chr20_hnf4a/1kg_pilot_sites.vcf "
+            "--out scores.parquet",
+            "dnalm score-variants --model ~/nt-v2-50m --genome hg38.fa.gz --vcf clinvar.vcf.gz "
+            "--out clinvar.parquet --annotated-vcf clinvar.dnalm.vcf.gz --average-strands",
+        ],
+    )
+    _add_score_options(p)
+    p.add_argument("--vcf", required=True, type=Path, help="VCF/BCF or .csv/.tsv/.parquet table")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet table")
+    p.add_argument("--annotated-vcf", type=Path,
+                   help="also write the VCF with INFO/DNALM scores (.vcf.gz + .tbi)")
+    p.set_defaults(handler=_run_score_variants)
+
+
+def _check_inputs(*paths: Path) -> None:
+    from dnalm.errors import InputFormatError
+
+    for path in paths:
+        if not path.exists():
+            raise InputFormatError("not found", where=str(path))
+
+
+def _run_score_variants(args: argparse.Namespace) -> None:
+    from dnalm.score.run import score_vcf_region
+    from dnalm.score.vcf_out import annotate_vcf
+
+    _check_inputs(args.model, args.genome, args.vcf)
+    _torch_threads(args)
+    table = score_vcf_region(args.model, args.genome, args.vcf, args.out, cfg=_score_cfg(args),
+                             match_chr_prefix=not args.no_chr_match,
+                             gpus=0 if args.cpu else None,
+                             trust_remote_code=args.trust_remote_code)
+    if args.annotated_vcf:
+        annotate_vcf(args.vcf, table.sort_values("record", kind="stable"), args.annotated_vcf)
+    scored = int(table["score"].notna().sum())
+    print(f"{args.out}: {scored} of {len(table)} variants scored")
+    for reason, count in table.loc[table["score"].isna(), "reason"].value_counts().items():
+        print(f"  skipped {count}: {reason}")
+
+
+def _add_saturate(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "saturate",
+        "Saturation mutagenesis: score every position of BED regions x 3 alternative bases; "
+        "write Parquet and a bigWig of the per-position mean score.",
+        [
+            "dnalm saturate --model results/models/demo --genome "
+            "results/genomes/demo/genome.fa.gz --bed promoters.bed --out sat.parquet "
+            "--bigwig sat.bw --mode wt-marginal",
+        ],
+    )
+    _add_score_options(p)
+    p.add_argument("--bed", required=True, type=Path, help="regions (contig, start, end[, name])")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet table")
+    p.add_argument("--bigwig", required=True, type=Path, help="output bigWig")
+    p.set_defaults(handler=_run_saturate)
+
+
+def _run_saturate(args: argparse.Namespace) -> None:
+    from dnalm.score.run import saturate_regions
+
+    _check_inputs(args.model, args.genome, args.bed)
+    _torch_threads(args)
+    table = saturate_regions(args.model, args.genome, args.bed, args.out, args.bigwig,
+                             cfg=_score_cfg(args), match_chr_prefix=not args.no_chr_match,
+                             gpus=0 if args.cpu else None,
+                             trust_remote_code=args.trust_remote_code)
+    print(f"{args.out}: {int(table['score'].notna().sum())} substitutions scored; {args.bigwig}")
+
+
 # --- environment --------------------------------------------------------------------------
 
 
@@ -197,7 +315,8 @@ def _run_doctor(args: argparse.Namespace) -> int:
     return run_checks(print)
 
 
-COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_doctor]
+COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_score_variants, _add_saturate,
+            _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

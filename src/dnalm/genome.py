@@ -58,7 +58,9 @@ class Genome:
         try:
             self._fasta = pysam.FastaFile(str(self.path))
         except (OSError, ValueError) as exc:
-            raise InputFormatError(f"cannot open indexed FASTA ({exc})", where=str(path)) from exc
+            raise InputFormatError(
+                f"cannot open as an indexed FASTA ({exc}); a gzipped genome must be bgzipped: "
+                "run `dnalm prepare-genome` first", where=str(path)) from exc
         self.lengths = dict(zip(self._fasta.references, self._fasta.lengths, strict=True))
         self.contigs = ContigNames(list(self._fasta.references), match_chr_prefix=match_chr_prefix)
 

@@ -59,8 +59,11 @@ class ScoreConfig:
     average_strands: bool = False
     batch_size: int = 16
     pll_flank: int | None = None
+    windows: str = "centred"
 
     def __post_init__(self) -> None:
+        if self.windows not in ("centred", "tiled"):
+            raise ConfigError(f"windows must be 'centred' or 'tiled', not {self.windows!r}")
         if self.mode not in MODES:
             raise ConfigError(f"unknown scoring mode {self.mode!r}; choose one of {MODES}")
         if self.window_bp is not None and self.window_bp < 1:
@@ -153,10 +156,22 @@ class _Windows:
 
 
 def place_windows(
-    starts: np.ndarray, ref_lengths: np.ndarray, contig_lengths: np.ndarray, window: int
+    starts: np.ndarray, ref_lengths: np.ndarray, contig_lengths: np.ndarray, window: int,
+    strategy: str = "centred",
 ) -> _Windows:
-    """Windows of ``window`` bp centred on each variant, shifted (and flagged) at contig ends."""
+    """Windows of ``window`` bp around each variant, shifted (and flagged) at contig ends.
+
+    ``centred``: each variant in the middle of its own window. ``tiled``: windows tile the contig
+    with a stride of half a window and each variant takes the one where it is most central, so
+    nearby variants share a window, its tokenization and (in wt-marginal mode) its forward pass.
+    """
     centre = starts + ref_lengths // 2
+    if strategy == "tiled":
+        stride = max(1, window // 2)
+        ws = (centre - window // 4) // stride * stride
+        shifted_ref = np.clip(ws, 0, np.maximum(contig_lengths - window, 0))
+        we = np.minimum(shifted_ref + window, contig_lengths)
+        return _Windows(shifted_ref, we, np.zeros(len(ws), dtype=bool))
     ws = centre - window // 2
     clipped = np.clip(ws, 0, np.maximum(contig_lengths - window, 0))
     we = np.minimum(clipped + window, contig_lengths)
@@ -187,7 +202,7 @@ def score_variants(
     sub = out.iloc[ok]
     lengths = np.array([genome.lengths[c] for c in sub["genome_contig"]], dtype=np.int64)
     ref_len = sub["ref"].str.len().to_numpy()
-    win = place_windows(sub["start"].to_numpy(), ref_len, lengths, window)
+    win = place_windows(sub["start"].to_numpy(), ref_len, lengths, window, cfg.windows)
     ref_windows, alt_windows = _window_sequences(genome, sub, win)
     out.loc[ok, "window"] = [
         f"{c}:{s}-{e}" for c, s, e in zip(sub["genome_contig"], win.starts, win.ends, strict=True)

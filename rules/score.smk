@@ -1,0 +1,145 @@
+# Zero-shot variant scoring split into region jobs, gathered into one table + annotated VCF;
+# saturation mutagenesis of BED regions; out-of-core summaries.
+
+SCORING = config["scoring"]
+
+
+def variant_set(wildcards):
+    return SCORING["variants"][wildcards.vcf]
+
+
+def is_vcf(path):
+    return str(path).endswith((".vcf", ".vcf.gz", ".vcf.bgz", ".bcf"))
+
+
+for _name, _spec in {**SCORING["variants"], **SCORING["saturation"]}.items():
+    if SCORING["models"] and _spec["genome"] not in GENOMES:
+        sys.exit(f"dnalm: error: scoring set {_name}: genome {_spec['genome']!r} is not in "
+                 f"the genome sheet ({config['genomes']})")
+
+
+def score_targets():
+    targets = []
+    for model in SCORING.get("models", []):
+        for name, spec in SCORING.get("variants", {}).items():
+            base = f"results/scores/{spec['genome']}/{model}/{name}"
+            targets += [f"{base}.parquet", f"{base}_summary"]
+            if is_vcf(spec["path"]):
+                targets.append(f"{base}.vcf.gz")
+        for name, spec in SCORING.get("saturation", {}).items():
+            base = f"results/scores/{spec['genome']}/{model}/saturation_{name}"
+            targets += [f"{base}.parquet", f"{base}.bw"]
+    return targets
+
+
+rule score_variants_region:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        fasta="results/genomes/{genome}/genome.fa.gz",
+        fai="results/genomes/{genome}/genome.fa.gz.fai",
+        variants=lambda wc: variant_set(wc)["path"],
+    output:
+        "results/scores/{genome}/{model}/{vcf}/regions/{region}.parquet",
+    params:
+        scoring={k: v for k, v in SCORING.items() if k not in ("variants", "saturation")},
+        regions=SCORING["regions"],
+        match_chr_prefix=config["contigs"]["match_chr_prefix"],
+        trust_remote_code=lambda wc: trusts_remote_code(wc.model),
+    log:
+        "logs/score/{genome}_{model}_{vcf}_{region}.log",
+    benchmark:
+        "results/benchmarks/score/{genome}_{model}_{vcf}_{region}.tsv"
+    threads: threads_for("score_variants_region")
+    resources:
+        mem_mb=mem_for("score_variants_region"),
+        runtime=runtime_for("score_variants_region"),
+        **gpu_resources("score_variants_region"),
+    script:
+        "../scripts/score_region.py"
+
+
+rule gather_scores:
+    input:
+        regions=lambda wc: expand(
+            "results/scores/{{genome}}/{{model}}/{{vcf}}/regions/{region}.parquet",
+            region=range(SCORING["regions"]),
+        ),
+    output:
+        table="results/scores/{genome}/{model}/{vcf}.parquet",
+    log:
+        "logs/score/{genome}_{model}_{vcf}_gather.log",
+    benchmark:
+        "results/benchmarks/score/{genome}_{model}_{vcf}_gather.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_for("gather_scores"),
+        runtime=runtime_for("gather_scores"),
+    script:
+        "../scripts/gather_scores.py"
+
+
+rule annotate_vcf:
+    input:
+        table="results/scores/{genome}/{model}/{vcf}.parquet",
+        variants=lambda wc: variant_set(wc)["path"],
+    output:
+        vcf="results/scores/{genome}/{model}/{vcf}.vcf.gz",
+        tbi="results/scores/{genome}/{model}/{vcf}.vcf.gz.tbi",
+    log:
+        "logs/score/{genome}_{model}_{vcf}_annotate.log",
+    benchmark:
+        "results/benchmarks/score/{genome}_{model}_{vcf}_annotate.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_for("annotate_vcf"),
+        runtime=runtime_for("annotate_vcf"),
+    script:
+        "../scripts/annotate_vcf.py"
+
+
+rule summarize_scores:
+    input:
+        table="results/scores/{genome}/{model}/{vcf}.parquet",
+    output:
+        directory("results/scores/{genome}/{model}/{vcf}_summary"),
+    params:
+        genes=lambda wc: variant_set(wc).get("genes_bed"),
+    log:
+        "logs/score/{genome}_{model}_{vcf}_summary.log",
+    benchmark:
+        "results/benchmarks/score/{genome}_{model}_{vcf}_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_for("summarize_scores"),
+        runtime=runtime_for("summarize_scores"),
+    script:
+        "../scripts/summarize_scores.py"
+
+
+rule saturation_mutagenesis:
+    input:
+        model=lambda wc: model_dir(wc.model),
+        fasta="results/genomes/{genome}/genome.fa.gz",
+        fai="results/genomes/{genome}/genome.fa.gz.fai",
+        bed=lambda wc: SCORING["saturation"][wc.name]["bed"],
+    output:
+        table="results/scores/{genome}/{model}/saturation_{name}.parquet",
+        bigwig="results/scores/{genome}/{model}/saturation_{name}.bw",
+    params:
+        scoring=lambda wc: {
+            **{k: v for k, v in SCORING.items() if k not in ("variants", "saturation")},
+            **{k: v for k, v in SCORING["saturation"][wc.name].items() if k not in ("genome", "bed")},
+        },
+        match_chr_prefix=config["contigs"]["match_chr_prefix"],
+        trust_remote_code=lambda wc: trusts_remote_code(wc.model),
+    log:
+        "logs/score/{genome}_{model}_saturation_{name}.log",
+    benchmark:
+        "results/benchmarks/score/{genome}_{model}_saturation_{name}.tsv"
+    threads: threads_for("saturation_mutagenesis")
+    resources:
+        mem_mb=mem_for("saturation_mutagenesis"),
+        runtime=runtime_for("saturation_mutagenesis"),
+        **gpu_resources("saturation_mutagenesis"),
+    script:
+        "../scripts/saturate.py"

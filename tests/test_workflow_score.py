@@ -1,0 +1,155 @@
+"""Scoring through Snakemake with an external (local) checkpoint: regions, gather, VCF, bigWig."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pyBigWig
+import pysam
+import pytest
+
+from dnalm.score.regions import plan_regions
+from tests.conftest import DEMO_FASTA
+from tests.scoring_utils import make_model, make_tokenizer
+from tests.workflow_utils import REPO, make_workdir, planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+DEMO_VCF = REPO / "data" / "demo_chr20_hnf4a" / "1kg_pilot_sites.vcf"
+GENES = REPO / "data" / "demo_chr20_hnf4a" / "genes.bed"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("model")
+    from dnalm.fasta import prepare_genome
+
+    fa = tmp / "genome.fa.gz"
+    prepare_genome(DEMO_FASTA, fa, tmp / "stats.parquet", genome_id="demo")
+    return make_model(make_tokenizer("char", tmp, fa), tmp / "tiny", max_positions=130)
+
+
+@pytest.fixture(scope="module")
+def score_run(tmp_path_factory, tiny_model: Path) -> Path:
+    workdir = tmp_path_factory.mktemp("wf") / "run"
+    workdir.mkdir()
+    table = workdir / "extra.tsv"
+    table.write_text("contig\tpos\tref\talt\nchr20_42000001_44000000\t1000\tA\tC,G\n"
+                     "20\t5\tN\tA\nchr9\t10\tA\tC\n")
+    bed = workdir / "sat.bed"
+    bed.write_text("chr20_42000001_44000000\t100000\t100300\tregionA\n")
+    make_workdir(
+        workdir, {"demo": str(DEMO_FASTA)},
+        external_models={"tiny": {"path": str(tiny_model)}},
+        scoring={"models": ["tiny"], "regions": 2, "batch_size": 8,
+                 "variants": {"kg": {"genome": "demo", "path": str(DEMO_VCF),
+                                     "genes_bed": str(GENES)},
+                              "extra": {"genome": "demo", "path": str(table)}},
+                 "saturation": {"sat": {"genome": "demo", "bed": str(bed),
+                                        "mode": "wt-marginal"}}},
+    )
+    snakemake(workdir)
+    return workdir
+
+
+def test_scores_gathered_from_regions(score_run: Path) -> None:
+    base = score_run / "results" / "scores" / "demo" / "tiny"
+    assert len(list((base / "kg" / "regions").glob("*.parquet"))) == 2
+    table = pd.read_parquet(base / "kg.parquet")
+    assert len(table) == 16
+    assert table["score"].notna().all()
+    assert (table["reason"] == "").all()
+    vcf = list(pysam.VariantFile(str(base / "kg.vcf.gz")))
+    assert len(vcf) == 16
+    assert all(rec.info["DNALM"][0] is not None for rec in vcf)
+    assert (base / "kg.vcf.gz.tbi").exists()
+    summary = base / "kg_summary"
+    assert (summary / "distribution.png").exists()
+    top = pd.read_parquet(summary / "top_variants.parquet")
+    assert top["score"].is_monotonic_increasing
+    assert len(pd.read_parquet(summary / "genes.parquet")) > 0
+    log = (score_run / "logs" / "score" / "demo_tiny_kg_gather.log").read_text()
+    assert "16 scored" in log
+
+
+def test_every_variant_has_a_score_or_a_reason(score_run: Path) -> None:
+    table = pd.read_parquet(score_run / "results/scores/demo/tiny/extra.parquet")
+    assert len(table) == 4  # the multi-allelic record is split
+    reasons = dict(zip(zip(table["contig"], table["pos"], table["alt"]), table["reason"],
+                       strict=True))
+    assert reasons[("chr9", 10, "C")] == "contig chr9 not in genome"
+    assert reasons[("20", 5, "A")].startswith("REF mismatch") or "not in genome" in reasons[
+        ("20", 5, "A")]
+    ok = table[table["reason"] == ""]
+    assert ok["score"].notna().all()
+    assert table.loc[table["reason"] != "", "score"].isna().all()
+
+
+def test_saturation_bigwig(score_run: Path) -> None:
+    base = score_run / "results/scores/demo/tiny"
+    sat = pd.read_parquet(base / "saturation_sat.parquet")
+    assert len(sat) == 300 * 3
+    assert sat["score"].notna().all()
+    assert set(sat["mode"]) == {"wt-marginal"}
+    bw = pyBigWig.open(str(base / "saturation_sat.bw"))
+    values = bw.values("chr20_42000001_44000000", 100000, 100300)
+    expected = sat.groupby("pos")["score"].mean().to_numpy()
+    assert values == pytest.approx(expected, abs=1e-5)
+
+
+def test_changing_a_scoring_option_reruns_only_scoring(score_run: Path, tiny_model) -> None:
+    import yaml
+
+    config = yaml.safe_load((score_run / "config.yaml").read_text())
+    config["scoring"]["average_strands"] = True
+    (score_run / "config.yaml").write_text(yaml.safe_dump(config))
+    rules = {rule for rule, _ in planned_jobs(score_run)}
+    assert rules <= {"score_variants_region", "gather_scores", "summarize_scores", "annotate_vcf",
+                     "saturation_mutagenesis"}
+    assert "score_variants_region" in rules
+
+
+def test_whole_human_genome_is_plannable(tmp_path: Path) -> None:
+    """A dry run for hg38 lists every region job before anything is downloaded."""
+    model = tmp_path / "model"
+    model.mkdir()
+    workdir = make_workdir(
+        tmp_path / "run", {"hg38": "ucsc:hg38"},
+        external_models={"m": {"path": str(model)}},
+        scoring={"models": ["m"], "regions": 200,
+                 "variants": {"clinvar": {"genome": "hg38", "path": str(DEMO_VCF)}}},
+    )
+    jobs = planned_jobs(workdir)
+    regions = [wc for rule, wc in jobs if rule == "score_variants_region"]
+    assert len(regions) == 200
+    assert ("download_genome", "genome=hg38") in jobs
+    hg38 = [("chr1", 248_956_422), ("chr2", 242_193_529), ("chr21", 46_709_983),
+            ("chrX", 156_040_895), ("chrM", 16_569)]
+    plan = plan_regions(hg38, 200)
+    sizes = [sum(p.end - p.start for p in region) for region in plan]
+    assert sum(sizes) == sum(length for _, length in hg38)
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_score_variants_command(tiny_model: Path, tmp_path: Path) -> None:
+    from dnalm.fasta import prepare_genome
+
+    fa = tmp_path / "g" / "genome.fa.gz"
+    prepare_genome(DEMO_FASTA, fa, tmp_path / "g" / "stats.parquet", genome_id="demo")
+    out = tmp_path / "scores.parquet"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnalm", "score-variants", "--model", str(tiny_model), "--genome",
+         str(fa), "--vcf", str(DEMO_VCF), "--out", str(out), "--annotated-vcf",
+         str(tmp_path / "ann.vcf.gz")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "16 of 16 variants scored" in proc.stdout
+    assert len(list(pysam.VariantFile(str(tmp_path / "ann.vcf.gz")))) == 16
+    bad = subprocess.run(
+        [sys.executable, "-m", "dnalm", "score-variants", "--model", str(tmp_path), "--genome",
+         str(fa), "--vcf", str(DEMO_VCF), "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "not a Hugging Face model directory" in bad.stderr
+    assert "Traceback" not in bad.stderr
