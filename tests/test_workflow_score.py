@@ -78,8 +78,8 @@ def test_scores_gathered_from_regions(score_run: Path) -> None:
 def test_every_variant_has_a_score_or_a_reason(score_run: Path) -> None:
     table = pd.read_parquet(score_run / "results/scores/demo/tiny/extra.parquet")
     assert len(table) == 4  # the multi-allelic record is split
-    reasons = dict(zip(zip(table["contig"], table["pos"], table["alt"]), table["reason"],
-                       strict=True))
+    keys = zip(table["contig"], table["pos"], table["alt"], strict=True)
+    reasons = dict(zip(keys, table["reason"], strict=True))
     assert reasons[("chr9", 10, "C")] == "contig chr9 not in genome"
     assert reasons[("20", 5, "A")].startswith("REF mismatch") or "not in genome" in reasons[
         ("20", 5, "A")]
