@@ -15,6 +15,7 @@ if not workflow.overwrite_configfiles:
 
 include: "rules/common.smk"
 include: "rules/genome.smk"
+include: "rules/tokenizer.smk"
 include: "rules/score.smk"
 
 

@@ -77,6 +77,7 @@ def all_outputs():
     outputs = []
     for genome in GENOMES:
         outputs += genome_outputs(genome)
+    outputs += tokenizer_targets()
     outputs += score_targets()
     return outputs
 

@@ -178,6 +178,99 @@ def _run_chunk(args: argparse.Namespace) -> None:
               f"(dropped {s.dropped_n} N-rich, {s.dropped_short} short)")
 
 
+# --- tokenizers ---------------------------------------------------------------------------
+
+
+def _add_build_tokenizer(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "build-tokenizer",
+        "Build a tokenizer directory (loadable with transformers.AutoTokenizer): BPE trained on "
+        "training chunks, overlapping k-mers, non-overlapping k-mers, single nucleotides, or a "
+        "copy of an existing Hugging Face tokenizer.",
+        [
+            "dnalm build-tokenizer bpe results/tokenizers/bpe --vocab-size 4096 "
+            "--chunks results/genomes/demo/chunks",
+            "dnalm build-tokenizer kmer results/tokenizers/kmer6 --k 6",
+            "dnalm build-tokenizer pretrained results/tokenizers/dnabert2 --path ~/DNABERT-2-117M",
+        ],
+    )
+    p.add_argument("kind", choices=["bpe", "kmer", "nt_kmer", "char", "pretrained"])
+    p.add_argument("out", type=Path, help="output tokenizer directory")
+    p.add_argument("--chunks", type=Path, action="append", default=[],
+                   help="chunk directory of a genome (its train/ shards feed BPE); repeatable")
+    p.add_argument("--vocab-size", type=int, help="BPE vocabulary size (default 4096)")
+    p.add_argument("--min-frequency", type=int, help="BPE minimum pair frequency")
+    p.add_argument("--sample-bp", type=int, help="bp of training chunks sampled for BPE")
+    p.add_argument("--k", type=int, help="k for kmer (3-6) and nt_kmer (default 6)")
+    p.add_argument("--path", help="existing Hugging Face tokenizer directory (pretrained)")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(handler=_run_build_tokenizer)
+
+
+def _run_build_tokenizer(args: argparse.Namespace) -> None:
+    from dnalm.io import list_parts
+    from dnalm.tokenizers import build_tokenizer
+
+    spec = {"kind": args.kind}
+    for key in ("vocab_size", "min_frequency", "sample_bp", "k", "path"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    parts = [p for d in args.chunks for p in list_parts(d / "train")]
+    meta = build_tokenizer(spec, args.out, train_parts=parts, seed=args.seed)
+    print(f"{args.out}: {meta['kind']} tokenizer, {meta['vocab_size']} tokens")
+
+
+def _add_tokenize(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "tokenize",
+        "Tokenize a genome's chunk shards into token shards (input_ids + per-token base offsets).",
+        ["dnalm tokenize results/tokenizers/bpe results/genomes/demo/chunks "
+         "results/genomes/demo/tokens/bpe --threads 4"],
+    )
+    p.add_argument("tokenizer", type=Path, help="tokenizer directory (dnalm build-tokenizer)")
+    p.add_argument("chunks", type=Path, help="chunk directory (dnalm chunk)")
+    p.add_argument("out", type=Path, help="output token directory")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(handler=_run_tokenize)
+
+
+def _run_tokenize(args: argparse.Namespace) -> None:
+    from dnalm.tokenizers import tokenize_shards
+
+    _check_inputs(args.tokenizer, args.chunks)
+    totals = tokenize_shards(args.tokenizer, args.chunks, args.out, threads=args.threads)
+    for split, t in totals.items():
+        print(f"{split}: {t['rows']} chunks, {t['bases']:,} bp -> {t['tokens']:,} tokens")
+
+
+def _add_tokenizer_stats(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "tokenizer-stats",
+        "Measure a tokenizer on validation chunks: mean token length, tokens per bp, vocabulary "
+        "use, longest tokens (Parquet + PNG).",
+        ["dnalm tokenizer-stats results/tokenizers/bpe results/genomes/demo/chunks "
+         "--out stats.parquet --plot stats.png"],
+    )
+    p.add_argument("tokenizer", type=Path)
+    p.add_argument("chunks", type=Path, nargs="+", help="chunk directories (validation/ is used)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--plot", type=Path, required=True)
+    p.set_defaults(handler=_run_tokenizer_stats)
+
+
+def _run_tokenizer_stats(args: argparse.Namespace) -> None:
+    from dnalm.io import list_parts
+    from dnalm.tokenizers import tokenizer_stats
+
+    _check_inputs(args.tokenizer, *args.chunks)
+    parts = [p for d in args.chunks for p in list_parts(d / "validation")]
+    stats = tokenizer_stats(args.tokenizer, parts, args.out, args.plot)
+    print({k: v for k, v in stats.items() if not isinstance(v, list)})
+
+
 # --- scoring ------------------------------------------------------------------------------
 
 
@@ -315,8 +408,8 @@ def _run_doctor(args: argparse.Namespace) -> int:
     return run_checks(print)
 
 
-COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_score_variants, _add_saturate,
-            _add_doctor]
+COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
+            _add_tokenizer_stats, _add_score_variants, _add_saturate, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:
