@@ -1,0 +1,66 @@
+"""Tokenizers for DNA language models: build, save, tokenize shards, measure.
+
+Kinds (``spec["kind"]``): ``bpe`` (trained with Hugging Face ``tokenizers`` on a sample of
+training chunks), ``kmer`` (overlapping, DNABERT), ``nt_kmer`` (non-overlapping, Nucleotide
+Transformer), ``char`` (single nucleotide) and ``pretrained`` (a local Hugging Face tokenizer
+directory). Every tokenizer is a directory that ``transformers.AutoTokenizer.from_pretrained``
+loads; :mod:`~dnalm.tokenizers.build` documents case, N and unknown-character handling, and
+:mod:`~dnalm.tokenizers.shards` the token shard schema and the token → genome coordinate formula.
+
+Typical use (what the workflow rules do)::
+
+    build_tokenizer({"kind": "bpe", "vocab_size": 4096}, "results/tokenizers/bpe4096",
+                    train_parts=list_parts("results/genomes/hg/chunks/train"), seed=42)
+    tokenize_shards("results/tokenizers/bpe4096", "results/genomes/hg/chunks",
+                    "results/genomes/hg/tokens/bpe4096", threads=4)
+    tokenizer_stats("results/tokenizers/bpe4096",
+                    list_parts("results/genomes/hg/chunks/validation"),
+                    "results/tokenizers/bpe4096/stats.parquet",
+                    "results/tokenizers/bpe4096/stats.png")
+"""
+
+from dnalm.tokenizers.build import build_tokenizer, kmer_vocabulary
+from dnalm.tokenizers.encode import DnaTokenizer, TokenizedBatch, kmer_text, load_tokenizer
+from dnalm.tokenizers.shards import (
+    TOKEN_SCHEMA,
+    tokenize_part,
+    tokenize_shards,
+    tokenize_table,
+)
+from dnalm.tokenizers.spec import (
+    CLS_ID,
+    KINDS,
+    MASK_ID,
+    METADATA_FILE,
+    PAD_ID,
+    SEP_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    TokenizerSpec,
+    parse_spec,
+)
+from dnalm.tokenizers.stats import tokenizer_stats
+
+__all__ = [
+    "CLS_ID",
+    "KINDS",
+    "MASK_ID",
+    "METADATA_FILE",
+    "PAD_ID",
+    "SEP_ID",
+    "SPECIAL_TOKENS",
+    "TOKEN_SCHEMA",
+    "UNK_ID",
+    "DnaTokenizer",
+    "TokenizedBatch",
+    "TokenizerSpec",
+    "build_tokenizer",
+    "kmer_text",
+    "kmer_vocabulary",
+    "load_tokenizer",
+    "parse_spec",
+    "tokenize_part",
+    "tokenize_shards",
+    "tokenize_table",
+    "tokenizer_stats",
+]
