@@ -60,8 +60,13 @@ class SpecialLayout:
 
 def _layout(tokenizer_dir: Path, tokenizer: DnaTokenizer | _HFTokenizer) -> SpecialLayout:
     if isinstance(tokenizer, DnaTokenizer):
-        sp = tokenizer.special_tokens
-        return SpecialLayout((sp["[CLS]"],), (sp["[SEP]"],), sp["[MASK]"], sp["[PAD]"])
+        ids = tokenizer.special_ids
+        if ids.get("mask") is None:
+            raise InputFormatError("tokenizer has no mask token: not a masked-LM tokenizer",
+                                   where=str(tokenizer_dir))
+        prefix = () if ids.get("cls") is None else (ids["cls"],)
+        suffix = () if ids.get("sep") is None else (ids["sep"],)
+        return SpecialLayout(prefix, suffix, ids["mask"], ids.get("pad") or 0)
     auto = tokenizer.hf_auto
     probe = auto.build_inputs_with_special_tokens([-1])
     cut = probe.index(-1)
