@@ -1,0 +1,237 @@
+"""Segmented pretraining on the demo genome: the loss falls, segments reproduce an uncut run,
+raising total_steps appends segments, and bad inputs fail at start-up."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM
+
+from dnalm.errors import ConfigError
+from dnalm.fasta import read_all_sequences
+from dnalm.train import toydata
+from dnalm.train.config import PretrainConfig
+from dnalm.train.pretrain import (
+    evaluate_model_dir,
+    existing_segments,
+    finalize,
+    main,
+    run_segment,
+)
+from dnalm.train.toydata import encode_char, encode_kmers, random_chunks
+
+DEMO = Path(__file__).resolve().parents[1] / "data/demo_chr20_hnf4a/chr20_42000001_44000000.fa.gz"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Char-tokenized shards of 300 kbp (train) and 40 kbp (validation) of the demo genome."""
+    root = tmp_path_factory.mktemp("demo")
+    seq = next(iter(read_all_sequences(DEMO).values()))
+    paths = {"tok": toydata.write_char_tokenizer(root / "char"), "root": root}
+    for split, (lo, hi) in {"train": (0, 300_000), "validation": (1_500_000, 1_540_000)}.items():
+        rows = [("chr20", lo + a, lo + b, encode_char(seq[lo + a : lo + b]))
+                for a, b in random_chunks(hi - lo, 70, 1000, seed=1)]
+        paths[split] = root / "tokens" / split
+        toydata.write_token_shards(paths[split], rows, rows_per_shard=150)
+    kmer_rows = [("chr20", 0, 500, encode_kmers(seq[:500], 3))]
+    paths["kmer_train"] = root / "kmer_tokens"
+    toydata.write_token_shards(paths["kmer_train"], kmer_rows)
+    return paths
+
+
+def _config(**changes) -> PretrainConfig:
+    base = dict(preset="nt", size="tiny", max_length=64, batch_size=8, total_steps=6,
+                segment_steps=6, learning_rate=2e-3, warmup_steps=2, log_every=1,
+                val_max_batches=2, seed=3)
+    return PretrainConfig.from_dict({**base, **changes})
+
+
+def _run(config: PretrainConfig, demo: dict[str, Path], out: Path, segment: int,
+         previous: Path | None = None, **kwargs) -> dict:
+    return run_segment(
+        config,
+        tokenizer_dir=kwargs.pop("tokenizer", demo["tok"]),
+        train_dirs=[kwargs.pop("train", demo["train"])],
+        validation_dirs=[demo["validation"]],
+        segment=segment,
+        previous_checkpoint=previous,
+        out_dir=out / "segments" / str(segment),
+        threads=1,
+        gpus=0,
+    )
+
+
+def _weights(segment_dir: Path) -> dict[str, torch.Tensor]:
+    model = AutoModelForMaskedLM.from_pretrained(str(segment_dir))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _losses(segment_dirs: list[Path]) -> list[tuple[int, float, float, float]]:
+    rows = []
+    for d in segment_dirs:
+        table = pq.read_table(d / "metrics.parquet").to_pylist()
+        rows += [(r["step"], r["loss"], r["learning_rate"], r["grad_norm"])
+                 for r in table if r["loss"] is not None]
+    return rows
+
+
+def test_tiny_model_pretrains_on_the_demo_genome(demo: dict[str, Path], tmp_path: Path) -> None:
+    config = _config(preset="dnabert2", total_steps=30, segment_steps=30, learning_rate=3e-3,
+                     log_every=10, val_max_batches=6)
+    summary = _run(config, demo, tmp_path, 0)
+    assert summary["end_step"] == 30 and summary["tokens"] == 30 * 8 * 64  # packed: no padding
+    result = finalize(tmp_path, existing_segments(tmp_path))
+    assert result["initial_val_loss"] == pytest.approx(math.log(10), abs=0.3)  # 10-token vocab
+    assert result["final_val_loss"] < result["initial_val_loss"] - 0.5
+    metrics = pq.read_table(tmp_path / "metrics.parquet").to_pylist()
+    assert [r["step"] for r in metrics] == [0, 10, 20, 30]
+    assert all(r["tokens_per_s"] > 0 for r in metrics[1:])
+    assert metrics[-1]["val_perplexity"] == pytest.approx(math.exp(metrics[-1]["val_loss"]))
+    assert (tmp_path / "loss_curve.png").stat().st_size > 10_000
+    model = AutoModelForMaskedLM.from_pretrained(str(tmp_path))  # final HF directory
+    assert model.config.model_type == "modernbert"
+    assert not model.config.sparse_prediction  # training-only switch, not saved
+    assert json.loads((tmp_path / "dnalm_model.json").read_text())["step"] == 30
+    again = evaluate_model_dir(tmp_path, [demo["validation"]], batch_size=8, max_batches=6,
+                               seed=3)
+    assert again["val_loss"] == pytest.approx(result["final_val_loss"], rel=1e-5)
+
+
+def test_two_segments_equal_one_uncut_run(demo: dict[str, Path], tmp_path: Path) -> None:
+    # nt (ESM) has dropout, so this also checks that the torch RNG is carried across segments.
+    uncut = tmp_path / "uncut"
+    _run(_config(), demo, uncut, 0)
+    cut = tmp_path / "cut"
+    config = _config(segment_steps=3)
+    _run(config, demo, cut, 0)
+    _run(config, demo, cut, 1, previous=cut / "segments/0")
+    a, b = _weights(uncut / "segments/0"), _weights(cut / "segments/1")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses([uncut / "segments/0"]) == _losses(existing_segments(cut))
+    assert len(_losses(existing_segments(cut))) == 6
+
+
+def test_raising_total_steps_appends_a_segment(demo: dict[str, Path], tmp_path: Path) -> None:
+    constant = {"schedule": "constant", "segment_steps": 2}
+    uncut = tmp_path / "uncut"
+    _run(_config(total_steps=6, schedule="constant", segment_steps=6), demo, uncut, 0)
+    grown = tmp_path / "grown"
+    first = _config(total_steps=3, **constant)  # segments [0, 2) and a short [2, 3)
+    _run(first, demo, grown, 0)
+    _run(first, demo, grown, 1, previous=grown / "segments/0")
+    with pytest.raises(ConfigError, match="segment 2 does not exist"):
+        _run(first, demo, grown, 2, previous=grown / "segments/1")
+    # Raised to 6 steps: the finished segments are kept, segment 2 continues from step 3.
+    summary = _run(_config(total_steps=6, **constant), demo, grown, 2,
+                   previous=grown / "segments/1")
+    assert (summary["start_step"], summary["end_step"]) == (3, 6)
+    a, b = _weights(uncut / "segments/0"), _weights(grown / "segments/2")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert finalize(grown, existing_segments(grown))["steps"] == 6
+
+
+def test_resuming_with_a_different_run_is_refused(demo: dict[str, Path], tmp_path: Path) -> None:
+    config = _config(total_steps=4, segment_steps=1, val_max_batches=0)
+    _run(config, demo, tmp_path, 0)
+    first = tmp_path / "segments/0"
+    with pytest.raises(ConfigError, match="differs from the checkpoint's in batch_size"):
+        _run(config.replace(batch_size=4), demo, tmp_path, 1, previous=first)
+    with pytest.raises(ConfigError, match="is segment 0, segment 2 needs segment 1"):
+        _run(config, demo, tmp_path, 2, previous=first)
+    with pytest.raises(ConfigError, match="ends at step 1 but segment 1 starts at step 2"):
+        _run(config.replace(segment_steps=2), demo, tmp_path, 1, previous=first)
+    with pytest.raises(ConfigError, match="segment 1 needs the previous segment's checkpoint"):
+        _run(config, demo, tmp_path, 1)
+    with pytest.raises(ConfigError, match="not a finished segment"):
+        _run(config, demo, tmp_path, 1, previous=tmp_path)
+    with pytest.raises(ConfigError, match="segments do not form one run"):
+        finalize(tmp_path / "final", [tmp_path / "segments/0", tmp_path / "segments/0"])
+
+
+def test_bad_inputs_fail_at_start_up(
+    demo: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="unknown pretraining option"):
+        _config(learnig_rate=1.0)
+    with pytest.raises(ConfigError, match="unknown model preset 'bert'"):
+        _config(preset="bert")
+    with pytest.raises(ConfigError, match=r"option total_steps must be int, got 1\.5"):
+        _config(total_steps=1.5)
+    assert _config(learning_rate="4e-4").learning_rate == 4e-4  # YAML 1.1 reads 4e-4 as text
+    with pytest.raises(ConfigError, match="above the nt preset's limit of 2048"):
+        _run(_config(max_length=4096), demo, tmp_path, 0)
+    with pytest.raises(ConfigError, match="does not accept a 'char' tokenizer"):
+        _run(_config(preset="dnabert"), demo, tmp_path, 0)
+    with pytest.raises(ConfigError, match="no training token shards"):
+        _run(_config(), demo, tmp_path, 0, train=tmp_path)
+    with pytest.raises(ConfigError, match="outside the tokenizer's vocabulary"):
+        _run(_config(), demo, tmp_path, 0, train=demo["kmer_train"])
+
+    class _TinyMemory:
+        available = 1 << 20
+
+    monkeypatch.setattr("dnalm.train.startup.psutil.virtual_memory", lambda: _TinyMemory)
+    with pytest.raises(ConfigError, match=r"micro-batch of 8 x 64 tokens needs about .* GiB"):
+        _run(_config(), demo, tmp_path, 0)
+    assert not (tmp_path / "segments").exists()  # nothing half-written
+
+
+def test_command_line_entry(
+    demo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "pretrain.yaml"
+    config.write_text("pretrain:\n  preset: dnabert2\n  max_length: 64\n  batch_size: 2\n"
+                      "  total_steps: 1\n  segment_steps: 1\n  val_max_batches: 1\n")
+    common = ["--tokenizer", str(demo["tok"]), "--train", str(demo["train"]),
+              "--validation", str(demo["validation"]), "--segment", "0"]
+    out = tmp_path / "m/segments/0"
+    assert main(["segment", "--config", str(config), *common, "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["end_step"] == 1
+    assert main(["finalize", "--model-dir", str(tmp_path / "m"), str(out)]) == 0
+    assert (tmp_path / "m/loss_curve.png").is_file()
+    capsys.readouterr()
+    bad = ["segment", "--config", str(config), "--set", "preset=gpt", *common, "--out", str(out)]
+    assert main(bad) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown model preset 'gpt'") and "\n" not in err
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DNALM_DDP_TESTS"),
+    reason="starts torchrun three times (~1.5 min on 2 cores); set DNALM_DDP_TESTS=1",
+)
+def test_two_process_ddp_segments_equal_uncut(demo: dict[str, Path], tmp_path: Path) -> None:
+    """CPU DistributedDataParallel (gloo) through the torchrun entry point, resumed per rank."""
+    config = tmp_path / "ddp.yaml"
+    config.write_text("preset: nt\nmax_length: 64\nbatch_size: 4\ntotal_steps: 4\n"
+                      "log_every: 1\nval_max_batches: 2\nseed: 5\n")
+
+    def launch(out: Path, segment: int, segment_steps: int, previous: Path | None) -> None:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node=2", "-m", "dnalm.train.pretrain", "segment",
+                   "--config", str(config), "--set", f"segment_steps={segment_steps}",
+                   "--tokenizer", str(demo["tok"]), "--train", str(demo["train"]),
+                   "--validation", str(demo["validation"]), "--segment", str(segment),
+                   "--out", str(out / "segments" / str(segment)), "--threads", "2", "--gpus", "0"]
+        if previous is not None:
+            command += ["--previous", str(previous)]
+        subprocess.run(command, check=True, capture_output=True, timeout=300)
+
+    launch(tmp_path / "uncut", 0, 4, None)
+    launch(tmp_path / "cut", 0, 2, None)
+    launch(tmp_path / "cut", 1, 2, tmp_path / "cut/segments/0")
+    info = json.loads((tmp_path / "cut/segments/1/segment.json").read_text())
+    assert info["world_size"] == 2 and info["tokens"] == 2 * 4 * 64 * 2
+    a, b = _weights(tmp_path / "uncut/segments/0"), _weights(tmp_path / "cut/segments/1")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _losses([tmp_path / "uncut/segments/0"]) == _losses(existing_segments(tmp_path / "cut"))
