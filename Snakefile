@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/genome.smk"
 include: "rules/tokenizer.smk"
+include: "rules/pretrain.smk"
 include: "rules/score.smk"
 
 

@@ -78,6 +78,7 @@ def all_outputs():
     for genome in GENOMES:
         outputs += genome_outputs(genome)
     outputs += tokenizer_targets()
+    outputs += pretrain_targets()
     outputs += score_targets()
     return outputs
 
@@ -100,6 +101,17 @@ def model_dir(name):
     if external:
         return external["path"]
     return f"results/models/{name}"
+
+
+def model_input(name):
+    """What a rule using a model depends on: the pipeline model's weights (so Snakemake trains
+    it first) or the external checkpoint's directory."""
+    if name in config.get("external_models", {}):
+        return model_dir(name)
+    if name not in config.get("pretraining", {}).get("models", {}):
+        sys.exit(f"dnalm: error: model {name!r} is neither under pretraining.models nor "
+                 "external_models")
+    return f"results/models/{name}/model.safetensors"
 
 
 def trusts_remote_code(name):

@@ -34,7 +34,7 @@ def score_targets():
 
 rule score_variants_region:
     input:
-        model=lambda wc: model_dir(wc.model),
+        model=lambda wc: model_input(wc.model),
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
         variants=lambda wc: variant_set(wc)["path"],
@@ -43,6 +43,7 @@ rule score_variants_region:
     params:
         scoring={k: v for k, v in SCORING.items() if k not in ("variants", "saturation")},
         regions=SCORING["regions"],
+        model_dir=lambda wc: model_dir(wc.model),
         match_chr_prefix=config["contigs"]["match_chr_prefix"],
         trust_remote_code=lambda wc: trusts_remote_code(wc.model),
     log:
@@ -118,7 +119,7 @@ rule summarize_scores:
 
 rule saturation_mutagenesis:
     input:
-        model=lambda wc: model_dir(wc.model),
+        model=lambda wc: model_input(wc.model),
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
         bed=lambda wc: SCORING["saturation"][wc.name]["bed"],
@@ -132,6 +133,7 @@ rule saturation_mutagenesis:
         },
         match_chr_prefix=config["contigs"]["match_chr_prefix"],
         trust_remote_code=lambda wc: trusts_remote_code(wc.model),
+        model_dir=lambda wc: model_dir(wc.model),
     log:
         "logs/score/{genome}_{model}_saturation_{name}.log",
     benchmark:

@@ -9,7 +9,7 @@ from dnalm.score.run import saturate_regions, score_config
 def main(sm) -> None:
     torch.set_num_threads(sm.threads)
     saturate_regions(
-        sm.input.model,
+        sm.params.model_dir,
         sm.input.fasta,
         sm.input.bed,
         sm.output.table,

@@ -9,7 +9,7 @@ from dnalm.score.run import score_config, score_vcf_region
 def main(sm) -> None:
     torch.set_num_threads(sm.threads)
     score_vcf_region(
-        sm.input.model,
+        sm.params.model_dir,
         sm.input.fasta,
         sm.input.variants,
         sm.output[0],
