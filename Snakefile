@@ -17,6 +17,7 @@ include: "rules/common.smk"
 include: "rules/genome.smk"
 include: "rules/tokenizer.smk"
 include: "rules/pretrain.smk"
+include: "rules/finetune.smk"
 include: "rules/score.smk"
 
 

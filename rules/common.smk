@@ -79,6 +79,7 @@ def all_outputs():
         outputs += genome_outputs(genome)
     outputs += tokenizer_targets()
     outputs += pretrain_targets()
+    outputs += finetune_targets()
     outputs += score_targets()
     return outputs
 

@@ -24,8 +24,8 @@ for _name, _spec in FINETUNE_TASKS.items():
 
 
 def finetune_model_input(wildcards):
-    """The run's model directory: results/models/{model} or its external_models path."""
-    return model_dir(FINETUNE_RUNS[wildcards.model]["model"])
+    """What the run depends on: the pipeline model's weights or the external checkpoint."""
+    return model_input(FINETUNE_RUNS[wildcards.model]["model"])
 
 
 def finetune_task_input(wildcards):
@@ -63,6 +63,7 @@ rule finetune:
         seed=config["seed"],
         trust_remote_code=lambda wc: trusts_remote_code(FINETUNE_RUNS[wc.model]["model"]),
         genome_fasta=finetune_genome,
+        model_dir=lambda wc: model_dir(FINETUNE_RUNS[wc.model]["model"]),
     log:
         "logs/finetune/{task}/{model}.log",
     benchmark:

@@ -14,7 +14,7 @@ def main(sm) -> None:
     )
     run_finetune(
         sm.params.spec,
-        sm.input.model,
+        sm.params.model_dir,
         sm.output[0],
         settings,
         model_name=sm.wildcards.model,

@@ -271,6 +271,63 @@ def _run_tokenizer_stats(args: argparse.Namespace) -> None:
     print({k: v for k, v in stats.items() if not isinstance(v, list)})
 
 
+# --- fine-tuning --------------------------------------------------------------------------
+
+
+def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "finetune",
+        "Fine-tune a model on a GUE-style folder of sequence,label tables (train/dev/test "
+        ".csv/.tsv/.parquet; no dev file: a seeded 10%% of train) with LoRA or in full; write "
+        "the adapter, metrics.json and predictions.parquet, and optionally a k-mer baseline.",
+        [
+            "dnalm finetune data/tasks/human_enhancers_cohn results/models/demo out/cohn_demo",
+            "dnalm finetune GUE/prom_300_all ~/DNABERT-2-117M out/prom --trust-remote-code "
+            "--method lora --lora-r 8 --epochs 3 --baseline-dir out/prom_kmer",
+        ],
+    )
+    p.add_argument("task_dir", type=Path, help="folder with train, test (and dev) tables")
+    p.add_argument("model", type=Path, help="Hugging Face model directory (with tokenizer)")
+    p.add_argument("out", type=Path, help="output run directory")
+    p.add_argument("--problem", choices=["classification", "regression"],
+                   default="classification")
+    p.add_argument("--method", choices=["lora", "full"], default="lora")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--lora-alpha", type=float, default=32)
+    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--target-modules", help="comma-separated module names (default: per model)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--merge", action="store_true", help="also write a merged model")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--baseline-dir", type=Path, help="also train the k-mer baseline here")
+    p.set_defaults(handler=_run_finetune)
+
+
+def _run_finetune(args: argparse.Namespace) -> None:
+    from dnalm.finetune import finetune_from_paths
+
+    _check_inputs(args.task_dir, args.model)
+    lora = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
+            "target_modules": args.target_modules.split(",") if args.target_modules else None}
+    metrics = finetune_from_paths(
+        args.task_dir, args.model, args.out, problem=args.problem,
+        baseline_dir=args.baseline_dir, method=args.method, lora=lora, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        max_length=args.max_length, patience=args.patience, seed=args.seed,
+        threads=args.threads, trust_remote_code=args.trust_remote_code, merge=args.merge,
+    )
+    test = metrics.get("test", {})
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, float))
+    print(f"{args.out}: test {shown}")
+
+
 # --- scoring ------------------------------------------------------------------------------
 
 
@@ -409,7 +466,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
-            _add_tokenizer_stats, _add_score_variants, _add_saturate, _add_doctor]
+            _add_tokenizer_stats, _add_finetune, _add_score_variants, _add_saturate, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,146 @@
+"""Typed fine-tuning settings and their conversion from the ``finetune`` config section.
+
+The JSON schema validates the section; :func:`finetune_settings` only turns the (validated) dict
+into dataclasses, and re-checks the few values a schema cannot (a learning rate left to the
+method's default), so that the Snakemake rule, the ``dnalm`` command and a Python caller all run
+with the same defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dnalm.errors import ConfigError
+
+METHODS = ("lora", "full")
+
+#: Learning rate when the config leaves it empty. LoRA trains few, freshly initialised weights
+#: and tolerates (needs) a larger step than full fine-tuning, which would drift the whole
+#: pre-trained encoder at that rate (DNABERT-2 used 3e-5 for full fine-tuning of a 117M model).
+DEFAULT_LEARNING_RATE = {"lora": 5e-4, "full": 1e-4}
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA rank, scaling and dropout (DNABERT-2's script: r=8, alpha=32, dropout 0.05)."""
+
+    r: int = 8
+    alpha: float = 32.0
+    dropout: float = 0.05
+    #: Linear layer names (suffixes) to adapt; None picks the attention projections.
+    target_modules: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Everything that decides a fine-tuning run besides the task and the model."""
+
+    method: str = "lora"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float | None = None
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 512
+    #: Epochs without a lower dev loss before stopping; 0 never stops early.
+    patience: int = 3
+    seed: int = 42
+    threads: int = 1
+    #: GPUs to use: None picks CUDA when available, 0 forces the CPU. One GPU at most is used.
+    gpus: int | None = None
+    trust_remote_code: bool = False
+    merge: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"fine-tuning method {self.method!r} is not one of "
+                              f"{', '.join(METHODS)}")
+        checks = {"epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
+                  "max_length": self.max_length >= 2, "patience": self.patience >= 0,
+                  "threads": self.threads >= 1, "lora.r": self.lora.r >= 1,
+                  "lora.dropout": 0 <= self.lora.dropout < 1,
+                  "warmup_ratio": 0 <= self.warmup_ratio < 1,
+                  "learning_rate": self.learning_rate is None or self.learning_rate > 0}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"finetune setting(s) out of range: {', '.join(bad)}")
+
+    @property
+    def lr(self) -> float:
+        """The learning rate in use (the method's default when none was set)."""
+        return self.learning_rate or DEFAULT_LEARNING_RATE[self.method]
+
+    def with_overrides(self, **changes: Any) -> FinetuneSettings:
+        """A copy with some fields changed (``lora`` may be a dict)."""
+        if isinstance(changes.get("lora"), Mapping):
+            changes["lora"] = lora_settings(changes["lora"])
+        return replace(self, **changes)
+
+
+def lora_settings(cfg: Mapping[str, Any] | None) -> LoraSettings:
+    """``LoraSettings`` from the ``finetune.lora`` dict."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - {"r", "alpha", "dropout", "target_modules"})
+    if unknown:
+        raise ConfigError(f"unknown finetune.lora key(s): {', '.join(unknown)}")
+    targets = cfg.get("target_modules")
+    if isinstance(targets, str):
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    defaults = LoraSettings()
+    return LoraSettings(
+        r=int(cfg.get("r", defaults.r)),
+        alpha=float(cfg.get("alpha", defaults.alpha)),
+        dropout=float(cfg.get("dropout", defaults.dropout)),
+        target_modules=tuple(targets) if targets else None,
+    )
+
+
+_SETTING_KEYS = ("method", "epochs", "batch_size", "learning_rate", "weight_decay",
+                 "warmup_ratio", "max_length", "patience", "merge")
+
+
+def finetune_settings(section: Mapping[str, Any], *, seed: int = 42, threads: int = 1,
+                      gpus: int | None = None,
+                      trust_remote_code: bool = False) -> FinetuneSettings:
+    """``FinetuneSettings`` from the ``finetune`` config section (tasks/models keys ignored)."""
+    values: dict[str, Any] = {k: section[k] for k in _SETTING_KEYS if section.get(k) is not None}
+    return FinetuneSettings(lora=lora_settings(section.get("lora")), seed=int(seed),
+                            threads=int(threads), gpus=gpus,
+                            trust_remote_code=bool(trust_remote_code), **values)
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """The k-mer baseline's grid: k-mer sizes and inverse regularisation strengths."""
+
+    k: tuple[int, ...] = (4, 5, 6)
+    C: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
+    seed: int = 42
+    max_iter: int = 2000
+
+    def __post_init__(self) -> None:
+        if not self.k or any(not 1 <= k <= 8 for k in self.k):
+            raise ConfigError(f"baseline k must be between 1 and 8, got {list(self.k)}")
+        if not self.C or any(c <= 0 for c in self.C):
+            raise ConfigError(f"baseline C values must be positive, got {list(self.C)}")
+
+
+def _as_tuple(value: Any, cast: type) -> tuple:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return tuple(cast(v) for v in value)
+    return (cast(value),)
+
+
+def baseline_settings(cfg: Mapping[str, Any] | None, *, seed: int = 42) -> BaselineSettings:
+    """``BaselineSettings`` from the ``finetune.baseline`` dict (k and C: a value or a list)."""
+    cfg = dict(cfg or {})
+    defaults = BaselineSettings()
+    return BaselineSettings(
+        k=_as_tuple(cfg.get("k", defaults.k), int),
+        C=_as_tuple(cfg.get("C", defaults.C), float),
+        seed=int(seed),
+        max_iter=int(cfg.get("max_iter", defaults.max_iter)),
+    )

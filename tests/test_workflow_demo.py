@@ -1,0 +1,118 @@
+"""The whole demo pipeline through Snakemake (what `make run` does), on a shortened schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pysam
+import pytest
+import yaml
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from dnalm.io import list_parts
+from tests.conftest import DEMO_FASTA
+from tests.workflow_utils import REPO, default_config, make_workdir, planned_jobs, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    config = default_config()
+    workdir = tmp_path_factory.mktemp("demo") / "run"
+    model = dict(config["pretraining"]["models"]["demo"], total_steps=40, segment_steps=20,
+                 warmup_steps=5, val_max_batches=5)
+    tokenizers = dict(config["tokenizers"])
+    tokenizers["bpe"] = dict(tokenizers["bpe"], vocab_size=512)
+    variants = {"demo_1kg": {"genome": "demo",
+                             "path": str(REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf")}}
+    make_workdir(workdir, {"demo": str(DEMO_FASTA)}, tokenizers=tokenizers,
+                 pretraining={"models": {"demo": model}},
+                 scoring={"variants": variants, "regions": 1},
+                 finetune={**config["finetune"], "epochs": 1, "max_length": 64})
+    snakemake(workdir)
+    return workdir
+
+
+def test_every_tokenizer_loads_and_tokenizes_every_split(demo: Path) -> None:
+    with pysam.FastaFile(str(demo / "results/genomes/demo/genome.fa.gz")) as fa:
+        for name in ("bpe", "kmer6", "nt6", "char"):
+            tok = AutoTokenizer.from_pretrained(demo / "results/tokenizers" / name)
+            assert tok.mask_token == "[MASK]"
+            stats = pq.read_table(demo / f"results/tokenizers/{name}/stats.parquet").to_pylist()
+            assert stats[0]["mean_token_length_bp"] > 0
+            for split in ("train", "validation", "test"):
+                parts = list_parts(demo / f"results/genomes/demo/tokens/{name}/{split}")
+                row = pq.read_table(parts[0]).slice(0, 1).to_pylist()[0]
+                assert len(row["input_ids"]) == len(row["token_starts"]) > 0
+                s, e = row["token_starts"][-1], row["token_ends"][-1]
+                text = tok.convert_ids_to_tokens([row["input_ids"][-1]])[0]
+                bases = fa.fetch(row["contig"], row["start"] + s, row["start"] + e).upper()
+                assert text == bases, (name, text, bases)
+
+
+def test_model_pretrained_in_segments_and_loss_falls(demo: Path) -> None:
+    model_dir = demo / "results/models/demo"
+    assert sorted(p.name for p in (model_dir / "segments").iterdir()) == ["0", "1"]
+    model = AutoModelForMaskedLM.from_pretrained(model_dir)
+    assert model.config.model_type == "modernbert"
+    metrics = pd.read_parquet(model_dir / "metrics.parquet")
+    val = metrics.dropna(subset=["val_loss"]).sort_values("step")["val_loss"].to_numpy()
+    assert len(val) >= 3
+    assert val[-1] < val[0]
+    assert (model_dir / "loss_curve.png").stat().st_size > 1000
+
+
+def test_demo_variants_scored_with_the_pretrained_model(demo: Path) -> None:
+    table = pd.read_parquet(demo / "results/scores/demo/demo/demo_1kg.parquet")
+    assert len(table) == 16 and table["score"].notna().all()
+    assert (demo / "results/scores/demo/demo/demo_1kg.vcf.gz.tbi").exists()
+
+
+def test_raising_total_steps_adds_segments_only(demo: Path) -> None:
+    config = yaml.safe_load((demo / "config.yaml").read_text())
+    config["pretraining"]["models"]["demo"]["total_steps"] = 60
+    (demo / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        jobs = planned_jobs(demo)
+    finally:
+        config["pretraining"]["models"]["demo"]["total_steps"] = 40
+        (demo / "config.yaml").write_text(yaml.safe_dump(config))
+    segments = sorted(wc for rule, wc in jobs if rule == "pretrain_segment")
+    assert segments == ["model=demo, segment=2"]
+    rules = {rule for rule, _ in jobs}
+    assert not rules & {"prepare_genome", "chunk_genome", "build_tokenizer", "tokenize_genome"}
+
+
+def test_changing_bpe_vocabulary_reruns_tokenizer_and_dependents(demo: Path) -> None:
+    config = yaml.safe_load((demo / "config.yaml").read_text())
+    config["tokenizers"]["bpe"]["vocab_size"] = 256
+    (demo / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        jobs = planned_jobs(demo)
+    finally:
+        config["tokenizers"]["bpe"]["vocab_size"] = 512
+        (demo / "config.yaml").write_text(yaml.safe_dump(config))
+    rules = {rule for rule, _ in jobs}
+    assert ("build_tokenizer", "tokenizer=bpe") in jobs
+    assert ("build_tokenizer", "tokenizer=kmer6") not in jobs
+    assert "pretrain_segment" in rules  # the demo model uses the BPE tokenizer
+    assert not rules & {"prepare_genome", "chunk_genome", "download_genome"}
+
+
+def test_lora_and_full_finetuning_beside_the_kmer_baseline(demo: Path) -> None:
+    import json
+
+    base = demo / "results/finetune/human_enhancers_cohn"
+    lora = json.loads((base / "demo" / "metrics.json").read_text())
+    full = json.loads((base / "demo_full" / "metrics.json").read_text())
+    assert (base / "demo" / "adapter" / "adapter_config.json").exists()
+    assert lora["method"] == "lora" and full["method"] == "full"
+    assert set(lora["test"]) >= {"mcc", "f1", "accuracy", "auroc", "auprc"}
+    assert lora["parameters"]["trainable"] < full["parameters"]["trainable"]
+    predictions = pd.read_parquet(base / "demo" / "predictions.parquet")
+    assert len(predictions) == 141
+    summary = (demo / "results/finetune/summary.md").read_text()
+    assert "kmer_baseline" in summary and "demo_full" in summary
