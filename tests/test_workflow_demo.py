@@ -116,3 +116,19 @@ def test_lora_and_full_finetuning_beside_the_kmer_baseline(demo: Path) -> None:
     assert len(predictions) == 141
     summary = (demo / "results/finetune/summary.md").read_text()
     assert "kmer_baseline" in summary and "demo_full" in summary
+
+
+def test_finetuned_track_over_the_genome(demo: Path) -> None:
+    import pyBigWig
+
+    base = demo / "results/tracks/demo/enhancer_demo"
+    table = pd.read_parquet(f"{base}.parquet")
+    assert len(table) == (2_000_000 - 500) // 250 + 1
+    assert table["value"].between(0, 1).all()
+    bedgraph = pd.read_csv(f"{base}.bedgraph", sep="\t", header=None,
+                           names=["contig", "start", "end", "value"])
+    assert (bedgraph["start"].to_numpy()[1:] >= bedgraph["end"].to_numpy()[:-1]).all()
+    bw = pyBigWig.open(f"{base}.bw")
+    row = bedgraph.iloc[100]
+    assert bw.stats(row.contig, int(row.start), int(row.end))[0] == pytest.approx(row.value,
+                                                                                  rel=1e-5)
