@@ -81,6 +81,7 @@ def all_outputs():
     outputs += pretrain_targets()
     outputs += finetune_targets()
     outputs += score_targets()
+    outputs += track_targets()
     return outputs
 
 

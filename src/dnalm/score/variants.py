@@ -30,7 +30,26 @@ class VariantTable:
 
 
 def read_vcf(path: str | Path) -> pd.DataFrame:
-    """One row per (record, alternate allele) of a VCF; ``record`` numbers the VCF records."""
+    """One row per (record, alternate allele) of a VCF; ``record`` numbers the VCF records.
+
+    Plain, bgzipped and plain-gzipped VCFs are accepted (htslib cannot read the last kind, so it
+    is decompressed to a temporary file first).
+    """
+    try:
+        return _read_vcf_records(path)
+    except NotImplementedError:
+        import gzip
+        import shutil
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".vcf") as tmp:
+            with gzip.open(path, "rb") as src:
+                shutil.copyfileobj(src, tmp)
+            tmp.flush()
+            return _read_vcf_records(tmp.name, where=str(path))
+
+
+def _read_vcf_records(path: str | Path, where: str | None = None) -> pd.DataFrame:
     rows = []
     try:
         with pysam.VariantFile(str(path)) as vcf:
@@ -39,7 +58,7 @@ def read_vcf(path: str | Path) -> pd.DataFrame:
                     rows.append((record_index, rec.chrom, rec.pos, rec.ref, alt, rec.id or "."))
     except (OSError, ValueError) as exc:
         raise InputFormatError(f"cannot read VCF ({str(exc).splitlines()[0]})",
-                               where=str(path)) from exc
+                               where=where or str(path)) from exc
     return pd.DataFrame(rows, columns=["record", "contig", "pos", "ref", "alt", "id"])
 
 
