@@ -13,11 +13,15 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/genome.smk"
 include: "rules/tokenizer.smk"
 include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
+include: "rules/report.smk"
 include: "rules/score.smk"
 
 

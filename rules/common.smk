@@ -82,6 +82,7 @@ def all_outputs():
     outputs += finetune_targets()
     outputs += score_targets()
     outputs += track_targets()
+    outputs += report_targets()
     return outputs
 
 

@@ -83,7 +83,7 @@ rule finalize_model:
     output:
         weights="results/models/{model}/model.safetensors",
         config="results/models/{model}/config.json",
-        metrics=report("results/models/{model}/metrics.parquet", category="Pretraining"),
+        metrics="results/models/{model}/metrics.parquet",
         curve=report("results/models/{model}/loss_curve.png", category="Pretraining",
                      caption="../report/pretraining.rst", labels={"model": "{model}"}),
     log:

@@ -58,7 +58,8 @@ rule tokenizer_stats:
                                  genome=tokenizer_genomes(wc.tokenizer)),
     output:
         table="results/tokenizers/{tokenizer}/stats.parquet",
-        plot="results/tokenizers/{tokenizer}/stats.png",
+        plot=report("results/tokenizers/{tokenizer}/stats.png", category="Tokenizers",
+                    caption="../report/tokenizer.rst", labels={"tokenizer": "{tokenizer}"}),
     log:
         "logs/tokenizer/stats_{tokenizer}.log",
     benchmark:
