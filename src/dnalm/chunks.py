@@ -427,11 +427,16 @@ def chunk_genome(
         for split in SPLITS:
             (tmp / split).mkdir()
         jobs = [(str(fasta_path), genome_id, s, chunk_cfg, str(tmp)) for s in shards]
+        from dnalm.logs import progress
+
         if threads > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=threads) as pool:
-                results = list(pool.map(_write_shard, jobs, chunksize=1))
+                results = list(progress(pool.map(_write_shard, jobs, chunksize=1),
+                                        total=len(jobs), desc=f"chunking {genome_id}",
+                                        logger=log, unit="shard"))
         else:
-            results = [_write_shard(j) for j in jobs]
+            results = [_write_shard(j) for j in progress(jobs, desc=f"chunking {genome_id}",
+                                                          logger=log, unit="shard")]
         for split, rows, bases, dropped_n in results:
             summary = summaries[split]
             summary.chunks += rows

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -44,3 +48,26 @@ def run_script(sm: object, main: Callable[[object], object]) -> None:
     except Exception:
         logger.exception("unexpected failure (a bug: please report it with this log)")
         raise
+
+
+def progress(
+    items: Iterable[T], *, total: int | None = None, desc: str, logger: logging.Logger,
+    unit: str = "it",
+) -> Iterator[T]:
+    """Iterate with progress: a tqdm bar on an interactive terminal, and a log line at every
+    10 % (so Snakemake logs, which are files, show how far a long step got and how fast)."""
+    from tqdm import tqdm
+
+    total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
+    bar = tqdm(items, total=total, desc=desc, unit=unit, disable=not sys.stderr.isatty(),
+               mininterval=1.0, leave=False)
+    began = time.perf_counter()
+    next_mark = 0.1
+    for done, item in enumerate(bar, start=1):
+        yield item
+        if total and done / total >= next_mark:
+            rate = done / max(time.perf_counter() - began, 1e-9)
+            logger.info("%s: %d/%d %s (%.0f%%, %.1f %s/s)", desc, done, total, unit,
+                        100 * done / total, rate, unit)
+            while next_mark <= done / total:
+                next_mark += 0.1

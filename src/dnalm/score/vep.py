@@ -352,9 +352,12 @@ def _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, flank, target) -> None
 
 def _execute(lm: MaskedLM, plan: _Plan, n_targets: int, batch_size: int) -> np.ndarray:
     """Run the planned passes in length-sorted batches; sum each target's signed reads."""
+    from dnalm.logs import progress
+
     order = sorted(range(len(plan.inputs)), key=lambda i: len(plan.inputs[i]))
     logps: list = [None] * len(plan.inputs)
-    for b in range(0, len(order), batch_size):
+    batches = range(0, len(order), batch_size)
+    for b in progress(batches, desc="forward passes", logger=log, unit="batch"):
         chunk = order[b : b + batch_size]
         results = lm.log_probs_at([plan.inputs[i] for i in chunk],
                                   [plan.positions[i] for i in chunk])
