@@ -31,7 +31,10 @@ def demo(tmp_path_factory) -> Path:
     make_workdir(workdir, {"demo": str(DEMO_FASTA)}, tokenizers=tokenizers,
                  pretraining={"models": {"demo": model}},
                  scoring={"variants": variants, "regions": 1},
-                 finetune={**config["finetune"], "epochs": 1, "max_length": 64})
+                 finetune={**config["finetune"], "epochs": 1, "max_length": 64,
+                           "tasks": {name: {**task, "train": str(REPO / task["train"]),
+                                            "test": str(REPO / task["test"])}
+                                     for name, task in config["finetune"]["tasks"].items()}})
     snakemake(workdir)
     return workdir
 
@@ -132,3 +135,43 @@ def test_finetuned_track_over_the_genome(demo: Path) -> None:
     row = bedgraph.iloc[100]
     assert bw.stats(row.contig, int(row.start), int(row.end))[0] == pytest.approx(row.value,
                                                                                   rel=1e-5)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--virtual-time-budget=8000"]
+REPORT_SECTIONS = ["Genomes", "Tokenizers", "Pretraining", "Fine-tuning", "Variant scores",
+                   "Tracks"]
+
+
+def test_report_renders_in_headless_chromium(demo: Path, tmp_path: Path) -> None:
+    """`snakemake --report` after the run; Chromium loads it and shows every section."""
+    import os
+    import re
+    import shutil
+    import subprocess
+
+    snakemake(demo, "--report", str(demo / "report.html"))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    url = (demo / "report.html").as_uri()
+    profile = ["--user-data-dir=" + str(tmp_path / "profile")]
+    dom = subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, "--dump-dom", url],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = re.sub(r"<(script|style)\b.*?</\1>", "", dom.stdout, flags=re.S)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", rendered))
+    assert "Snakemake Report" in text
+    for section in REPORT_SECTIONS:
+        assert section in text, f"report section {section!r} not rendered"
+    assert "dnalm" in text  # the workflow description
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shot = subprocess.run([chromium, *CHROMIUM_FLAGS, *profile, "--window-size=1400,1000",
+                           f"--screenshot={artifacts / 'report.png'}", url],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0
+    assert (artifacts / "report.png").stat().st_size > 10_000

@@ -446,6 +446,48 @@ def _run_saturate(args: argparse.Namespace) -> None:
     print(f"{args.out}: {int(table['score'].notna().sum())} substitutions scored; {args.bigwig}")
 
 
+# --- coding variants ----------------------------------------------------------------------
+
+
+def _add_score_coding(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "score-coding",
+        "Protein consequences of variants per transcript (GTF/GFF3 CDS rows), scored with "
+        "protein language models (ESM-1v style masked marginals; several --model are averaged).",
+        [
+            "dnalm score-coding --genome data/hg38_chr16_axin1_slice/chr16_186964_397118.fa "
+            "--annotation data/hg38_chr16_axin1_slice/refseq_chr16_slice.gtf "
+            "--vcf data/hg38_chr16_axin1_slice/demo_coding.vcf --model ~/esm1v_1 "
+            "--out coding.parquet",
+        ],
+    )
+    p.add_argument("--genome", required=True, type=Path, help="FASTA (plain or bgzipped)")
+    p.add_argument("--annotation", required=True, type=Path, help="GTF or GFF3 with CDS rows")
+    p.add_argument("--vcf", required=True, type=Path, help="VCF or contig,pos,ref,alt table")
+    p.add_argument("--model", action="append", type=Path, default=[],
+                   help="EsmForMaskedLM directory; repeat for an ensemble "
+                   "(none: consequences only)")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet")
+    p.add_argument("--mode", choices=["masked-marginal", "wt-marginal"],
+                   default="masked-marginal")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-chr-match", action="store_true")
+    p.set_defaults(handler=_run_score_coding)
+
+
+def _run_score_coding(args: argparse.Namespace) -> None:
+    from dnalm.coding.run import score_coding
+
+    _check_inputs(args.genome, args.annotation, args.vcf, *args.model)
+    table = score_coding(args.genome, args.annotation, args.vcf, args.model, args.out,
+                         mode=args.mode, batch_size=args.batch_size,
+                         match_chr_prefix=not args.no_chr_match)
+    counts = table["consequence"].value_counts()
+    print(f"{args.out}: {len(table)} variant-transcript rows; "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
 # --- environment --------------------------------------------------------------------------
 
 
@@ -466,7 +508,8 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
-            _add_tokenizer_stats, _add_finetune, _add_score_variants, _add_saturate, _add_doctor]
+            _add_tokenizer_stats, _add_finetune, _add_score_variants, _add_saturate,
+            _add_score_coding, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:
