@@ -29,6 +29,9 @@ wildcard_constraints:
     name=r"[^/]+",
     region=r"\d+",
     tokenizer=r"[^/]+",
+    track=r"[^/]+",
+    task=r"[^/]+",
+    pmodel=r"(?!consequences\b)[^/_]+",
 
 
 def genome_entry(wildcards):
@@ -83,6 +86,7 @@ def all_outputs():
     outputs += score_targets()
     outputs += track_targets()
     outputs += report_targets()
+    outputs += coding_targets()
     return outputs
 
 
