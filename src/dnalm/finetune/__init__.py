@@ -28,6 +28,7 @@ from dnalm.finetune.settings import (
     BaselineSettings,
     FinetuneSettings,
     LoraSettings,
+    RMTSettings,
     baseline_settings,
     finetune_settings,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "FinetuneSettings",
     "FinetunedModel",
     "LoraSettings",
+    "RMTSettings",
     "TaskData",
     "baseline_settings",
     "check_spec",

@@ -85,6 +85,8 @@ def load_classifier(model_dir: str | Path, *, num_labels: int, problem: str,
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    import dnalm.models.rmt  # noqa: F401  (registers dnalm_rmt: saved RMT classifiers load here)
+
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ConfigError("not a model directory (no config.json)", where=str(path))
@@ -193,3 +195,30 @@ def apply_lora(loaded: LoadedModel, *, r: int, alpha: float, dropout: float,
     log.info("LoRA r=%d alpha=%s dropout=%s on %d matrices (%s)", r, alpha, dropout, n_adapted,
              ", ".join(targets))
     return peft_model, targets
+
+
+def load_rmt_classifier(model_dir: str | Path, *, num_labels: int, problem: str,
+                        rmt: Any, trust_remote_code: bool = False) -> LoadedModel:
+    """``model_dir``'s encoder wrapped in a Recurrent Memory Transformer classifier.
+
+    ``rmt`` is an :class:`~dnalm.finetune.settings.RMTSettings`. The head (trained in full under
+    LoRA) is the classifier plus the learned initial memory; LoRA targets are found in the inner
+    encoder under the same per-architecture names as for a plain classifier.
+    """
+    from dnalm.models.rmt import RMTForSequenceClassification, rmt_head_modules
+
+    problem_type = "regression" if problem == "regression" else "single_label_classification"
+    try:
+        model = RMTForSequenceClassification.from_encoder(
+            model_dir, num_labels=num_labels, problem_type=problem_type,
+            num_mem_tokens=rmt.num_mem_tokens, segment_length=rmt.segment_length,
+            max_n_segments=rmt.max_n_segments, bptt_depth=rmt.bptt_depth, pooling=rmt.pooling,
+            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot wrap the model in RMT: {first}", where=str(model_dir)) from exc
+    head = rmt_head_modules()
+    log.info("model %s: RMT over %s, %d memory tokens, %d x %d-token segments, %d parameters",
+             model_dir, type(model.encoder).__name__, model.config.num_mem_tokens,
+             model.config.max_n_segments, model.config.segment_length, count_parameters(model))
+    return LoadedModel(model=model, head_modules=head, config=model.config)

@@ -34,6 +34,47 @@ class LoraSettings:
 
 
 @dataclass(frozen=True)
+class RMTSettings:
+    """The ``finetune.rmt`` block: wrap the encoder in a Recurrent Memory Transformer.
+
+    With ``enabled`` a sequence longer than the model's window is cut into segments of
+    ``segment_length`` content tokens (None: the longest that fits the encoder with the memory)
+    carrying ``num_mem_tokens`` memory tokens, up to ``max_n_segments`` segments, and classified
+    whole instead of truncated (see :mod:`dnalm.models.rmt`). ``bptt_depth`` -1 back-propagates
+    through every segment. ``max_length`` is then ignored: the input budget is
+    ``segment_length * max_n_segments`` tokens.
+    """
+
+    enabled: bool = False
+    num_mem_tokens: int = 10
+    segment_length: int | None = None
+    max_n_segments: int = 6
+    bptt_depth: int = -1
+    pooling: str = "memory"
+
+    def __post_init__(self) -> None:
+        checks = {"rmt.num_mem_tokens": self.num_mem_tokens >= 0,
+                  "rmt.segment_length": self.segment_length is None or self.segment_length >= 1,
+                  "rmt.max_n_segments": self.max_n_segments >= 1,
+                  "rmt.bptt_depth": self.bptt_depth == -1 or self.bptt_depth >= 1,
+                  "rmt.pooling": self.pooling in ("cls", "memory")}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"finetune setting(s) out of range: {', '.join(bad)}")
+
+
+def rmt_settings(cfg: Mapping[str, Any] | RMTSettings | None) -> RMTSettings:
+    """``RMTSettings`` from the ``finetune.rmt`` dict (None or {}: RMT off)."""
+    if isinstance(cfg, RMTSettings):
+        return cfg
+    cfg = {k: v for k, v in dict(cfg or {}).items() if v is not None}
+    unknown = sorted(set(cfg) - {f for f in RMTSettings.__dataclass_fields__})
+    if unknown:
+        raise ConfigError(f"unknown finetune.rmt key(s): {', '.join(unknown)}")
+    return RMTSettings(**cfg)
+
+
+@dataclass(frozen=True)
 class FinetuneSettings:
     """Everything that decides a fine-tuning run besides the task and the model."""
 
@@ -53,6 +94,8 @@ class FinetuneSettings:
     gpus: int | None = None
     trust_remote_code: bool = False
     merge: bool = False
+    #: Recurrent Memory Transformer wrapping for inputs longer than the model's window.
+    rmt: RMTSettings = field(default_factory=RMTSettings)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -74,9 +117,11 @@ class FinetuneSettings:
         return self.learning_rate or DEFAULT_LEARNING_RATE[self.method]
 
     def with_overrides(self, **changes: Any) -> FinetuneSettings:
-        """A copy with some fields changed (``lora`` may be a dict)."""
+        """A copy with some fields changed (``lora`` and ``rmt`` may be dicts)."""
         if isinstance(changes.get("lora"), Mapping):
             changes["lora"] = lora_settings(changes["lora"])
+        if isinstance(changes.get("rmt"), Mapping):
+            changes["rmt"] = rmt_settings(changes["rmt"])
         return replace(self, **changes)
 
 
@@ -107,7 +152,8 @@ def finetune_settings(section: Mapping[str, Any], *, seed: int = 42, threads: in
                       trust_remote_code: bool = False) -> FinetuneSettings:
     """``FinetuneSettings`` from the ``finetune`` config section (tasks/models keys ignored)."""
     values: dict[str, Any] = {k: section[k] for k in _SETTING_KEYS if section.get(k) is not None}
-    return FinetuneSettings(lora=lora_settings(section.get("lora")), seed=int(seed),
+    return FinetuneSettings(lora=lora_settings(section.get("lora")),
+                            rmt=rmt_settings(section.get("rmt")), seed=int(seed),
                             threads=int(threads), gpus=gpus,
                             trust_remote_code=bool(trust_remote_code), **values)
 

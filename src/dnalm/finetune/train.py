@@ -51,6 +51,7 @@ from dnalm.finetune.modeling import (
     apply_lora,
     count_parameters,
     load_classifier,
+    load_rmt_classifier,
     module_parameters,
 )
 from dnalm.finetune.report import (
@@ -60,7 +61,7 @@ from dnalm.finetune.report import (
     versions,
     write_json,
 )
-from dnalm.finetune.settings import FinetuneSettings, LoraSettings
+from dnalm.finetune.settings import FinetuneSettings, LoraSettings, RMTSettings
 from dnalm.finetune.tasks import SPLITS, TaskData, load_task, task_spec_from_dir
 from dnalm.io import atomic_dir, write_table
 
@@ -122,15 +123,14 @@ class FineTuner:
             torch.cuda.reset_peak_memory_stats(self.device)
         torch.set_num_threads(settings.threads)
         seed_everything(settings.seed)
-        loaded = load_classifier(self.model_dir, num_labels=task.num_labels,
-                                 problem=task.problem,
-                                 trust_remote_code=settings.trust_remote_code)
+        loaded = _load_model(self.model_dir, task.num_labels, task.problem, settings.rmt,
+                             settings.trust_remote_code)
         self.head_modules = loaded.head_modules
         self.total_parameters = count_parameters(loaded.model)
         self.head_parameters = module_parameters(loaded.model, loaded.head_modules)
         self.encoder = SequenceEncoder.from_dir(
-            self.model_dir, max_length=settings.max_length, model_config=loaded.config,
-            trust_remote_code=settings.trust_remote_code)
+            self.model_dir, max_length=_input_budget(settings.max_length, loaded.config),
+            model_config=loaded.config, trust_remote_code=settings.trust_remote_code)
         self.target_modules: list[str] = []
         self.adapted_matrices = 0
         if settings.method == "lora":
@@ -314,6 +314,7 @@ class FineTuner:
             "target_mean": self.target_mean,
             "target_std": self.target_std,
             "eval_batch_size": eval_batch_size(self.settings),
+            "rmt": _resolved_rmt(self.settings.rmt, self.model),
         }
 
     def save_weights(self, out_dir: Path) -> dict[str, str]:
@@ -334,6 +335,32 @@ class FineTuner:
         elif self.settings.merge:
             log.info("merge ignored: full fine-tuning has no adapter to merge")
         return written
+
+
+def _load_model(model_dir: Path, num_labels: int, problem: str, rmt: RMTSettings,
+                trust_remote_code: bool) -> Any:
+    """A plain sequence classifier, or the encoder wrapped in RMT when ``rmt.enabled``."""
+    if rmt.enabled:
+        return load_rmt_classifier(model_dir, num_labels=num_labels, problem=problem, rmt=rmt,
+                                   trust_remote_code=trust_remote_code)
+    return load_classifier(model_dir, num_labels=num_labels, problem=problem,
+                           trust_remote_code=trust_remote_code)
+
+
+def _input_budget(max_length: int, config: Any) -> int:
+    """Tokens read per sequence: ``max_length``, or under RMT every segment plus [CLS]/[SEP]."""
+    if getattr(config, "model_type", "") == "dnalm_rmt":
+        return int(config.max_content_tokens) + 2
+    return max_length
+
+
+def _resolved_rmt(rmt: RMTSettings, model: torch.nn.Module) -> dict[str, Any] | None:
+    """The RMT block with ``segment_length`` resolved, as stored in the run metadata."""
+    if not rmt.enabled:
+        return None
+    config = getattr(model, "config", None)
+    length = getattr(config, "segment_length", None) if config is not None else None
+    return {**asdict(rmt), "segment_length": length or rmt.segment_length}
 
 
 def _fmt(value: float | None) -> str:
@@ -450,6 +477,7 @@ def finetune(
     trust_remote_code: bool = False,
     merge: bool = False,
     genome_fasta: str | Path | None = None,
+    rmt: Mapping[str, Any] | RMTSettings | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``model_dir`` on ``task`` and write a run directory ``out_dir``; return metrics.
 
@@ -457,6 +485,9 @@ def finetune(
     ``genome_fasta`` is the prepared genome of a ``bed`` task). ``lora`` holds ``r``, ``alpha``,
     ``dropout`` and ``target_modules`` (None: attention projections of the architecture).
     ``learning_rate`` None uses the method's default. ``gpus`` None uses CUDA when available.
+    ``rmt`` (``enabled``, ``num_mem_tokens``, ``segment_length``, ``max_n_segments``,
+    ``bptt_depth``, ``pooling``) wraps the model in a Recurrent Memory Transformer so that
+    sequences longer than its window are classified whole (:mod:`dnalm.models.rmt`).
     The directory appears only when complete (see the module docstring for its content).
     """
     lora_cfg = lora if isinstance(lora, LoraSettings) else None
@@ -465,7 +496,8 @@ def finetune(
         weight_decay=weight_decay, warmup_ratio=warmup_ratio, max_length=max_length,
         patience=patience, seed=seed, threads=threads, gpus=gpus,
         trust_remote_code=trust_remote_code, merge=merge)
-    settings = settings.with_overrides(lora=lora_cfg or dict(lora or {}))
+    rmt_cfg = rmt if isinstance(rmt, RMTSettings) else dict(rmt or {})
+    settings = settings.with_overrides(lora=lora_cfg or dict(lora or {}), rmt=rmt_cfg)
     return run_finetune(task, model_dir, out_dir, settings, model_name=model_name,
                         genome_fasta=genome_fasta)
 
@@ -572,8 +604,13 @@ def load_finetuned(run_dir: str | Path, *, which: str | None = None,
     trust = bool(meta.get("trust_remote_code", False))
     is_adapter = (weights / "adapter_config.json").is_file()
     base_dir = meta["base_model"] if is_adapter else weights
-    loaded = load_classifier(base_dir, num_labels=int(meta["num_labels"]),
-                             problem=meta["problem"], trust_remote_code=trust)
+    if is_adapter and meta.get("rmt"):
+        loaded = load_rmt_classifier(base_dir, num_labels=int(meta["num_labels"]),
+                                     problem=meta["problem"],
+                                     rmt=RMTSettings(**meta["rmt"]), trust_remote_code=trust)
+    else:  # a saved RMT model/ or merged/ loads through the registered Auto classes
+        loaded = load_classifier(base_dir, num_labels=int(meta["num_labels"]),
+                                 problem=meta["problem"], trust_remote_code=trust)
     model = loaded.model
     if is_adapter:
         model = PeftModel.from_pretrained(model, str(weights))

@@ -13,6 +13,7 @@ from dnalm.models.presets import (
     model_max_length,
     preset_config,
 )
+from dnalm.models.rmt import RMTConfig, RMTForSequenceClassification, long_context_embeddings
 from dnalm.models.saving import MODEL_META, load_model_dir, read_model_meta, save_model_dir
 
 __all__ = [
@@ -21,12 +22,15 @@ __all__ = [
     "SIZES",
     "TOKENIZER_KINDS",
     "Preset",
+    "RMTConfig",
+    "RMTForSequenceClassification",
     "TokenizerInfo",
     "build_model",
     "count_parameters",
     "get_preset",
     "load_model_dir",
     "load_tokenizer_info",
+    "long_context_embeddings",
     "model_max_length",
     "preset_config",
     "read_model_meta",
