@@ -23,6 +23,18 @@ def coding_annotation(wildcards):
     return CODING["annotations"][wildcards.genome]
 
 
+for _vcf in CODING.get("variants", []):
+    if _vcf not in SCORING.get("variants", {}):
+        sys.exit(f"dnalm: error: coding.variants: {_vcf!r} is not a set under scoring.variants")
+    _genome = SCORING["variants"][_vcf]["genome"]
+    if _genome not in CODING.get("annotations", {}):
+        sys.exit(f"dnalm: error: coding.variants: {_vcf!r} is on genome {_genome!r}, which has "
+                 "no entry under coding.annotations")
+    if _genome not in GENOMES:
+        sys.exit(f"dnalm: error: coding.variants: {_vcf!r}: genome {_genome!r} is not in the "
+                 f"genome sheet ({config['genomes']})")
+
+
 def coding_targets():
     targets = []
     for vcf in CODING.get("variants", []):

@@ -118,7 +118,9 @@ def model_input(name):
     if name not in config.get("pretraining", {}).get("models", {}):
         sys.exit(f"dnalm: error: model {name!r} is neither under pretraining.models nor "
                  "external_models")
-    return f"results/models/{name}/model.safetensors"
+    # every file the model directory is read from, so remote storage fetches them all
+    return [f"results/models/{name}/{f}" for f in
+            ("model.safetensors", "config.json", "tokenizer.json", "dnalm_tokenizer.json")]
 
 
 def trusts_remote_code(name):

@@ -49,6 +49,7 @@ def pretrain_inputs(wildcards):
     tok = pretrain_model(name)["tokenizer"]
     inputs = {
         "tokenizer": f"results/tokenizers/{tok}/dnalm_tokenizer.json",
+        "tokenizer_hf": f"results/tokenizers/{tok}/tokenizer.json",
         "tokens": [f"results/genomes/{g}/tokens/{tok}" for g in pretrain_genomes(name)],
     }
     if segment > 0:

@@ -54,6 +54,7 @@ rule build_tokenizer:
 rule tokenizer_stats:
     input:
         meta="results/tokenizers/{tokenizer}/dnalm_tokenizer.json",
+        hf="results/tokenizers/{tokenizer}/tokenizer.json",
         chunks=lambda wc: expand("results/genomes/{genome}/chunks",
                                  genome=tokenizer_genomes(wc.tokenizer)),
     output:
@@ -75,6 +76,7 @@ rule tokenizer_stats:
 rule tokenize_genome:
     input:
         meta="results/tokenizers/{tokenizer}/dnalm_tokenizer.json",
+        hf="results/tokenizers/{tokenizer}/tokenizer.json",
         chunks="results/genomes/{genome}/chunks",
     output:
         directory("results/genomes/{genome}/tokens/{tokenizer}"),

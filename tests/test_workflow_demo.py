@@ -30,7 +30,8 @@ def demo(tmp_path_factory) -> Path:
                              "path": str(REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf")}}
     make_workdir(workdir, {"demo": str(DEMO_FASTA)}, tokenizers=tokenizers,
                  pretraining={"models": {"demo": model}},
-                 scoring={"variants": variants, "regions": 1},
+                 scoring={"variants": variants, "regions": 1, "saturation": {}},
+                 coding={"variants": [], "annotations": {}},
                  finetune={**config["finetune"], "epochs": 1, "max_length": 64,
                            "tasks": {name: {**task, "train": str(REPO / task["train"]),
                                             "test": str(REPO / task["test"])}

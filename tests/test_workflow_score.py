@@ -50,6 +50,8 @@ def score_run(tmp_path_factory, tiny_model: Path) -> Path:
                               "extra": {"genome": "demo", "path": str(table)}},
                  "saturation": {"sat": {"genome": "demo", "bed": str(bed),
                                         "mode": "wt-marginal"}}},
+        tokenizers={}, pretraining={"models": {}}, finetune={"tasks": {}, "models": []},
+        tracks={},
     )
     snakemake(workdir)
     return workdir
@@ -118,6 +120,7 @@ def test_whole_human_genome_is_plannable(tmp_path: Path) -> None:
     model.mkdir()
     workdir = make_workdir(
         tmp_path / "run", {"hg38": "ucsc:hg38"},
+        tokenizers={}, pretraining={"models": {}}, finetune={"tasks": {}, "models": []},
         external_models={"m": {"path": str(model)}},
         scoring={"models": ["m"], "regions": 200,
                  "variants": {"clinvar": {"genome": "hg38", "path": str(DEMO_VCF)}}},

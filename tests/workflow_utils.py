@@ -42,9 +42,24 @@ def make_workdir(
             config[key] = {**config[key], **value}
         else:
             config[key] = value
+    _drop_unknown_genomes(config, set(genomes))
     with open(workdir / "config.yaml", "w") as handle:
         yaml.safe_dump(config, handle)
     return workdir
+
+
+def _drop_unknown_genomes(config: dict, genomes: set[str]) -> None:
+    """Keep the demo's scoring/coding/track sets only for genomes this test's sheet has (the
+    workflow rightly refuses a set on a genome it does not know)."""
+    scoring = config.get("scoring", {})
+    for key in ("variants", "saturation"):
+        scoring[key] = {k: v for k, v in scoring.get(key, {}).items() if v["genome"] in genomes}
+    coding = config.get("coding", {})
+    coding["variants"] = [v for v in coding.get("variants", []) if v in scoring["variants"]]
+    coding["annotations"] = {g: a for g, a in coding.get("annotations", {}).items()
+                             if g in genomes}
+    config["tracks"] = {k: v for k, v in config.get("tracks", {}).items()
+                        if v["genome"] in genomes}
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
