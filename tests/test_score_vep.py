@@ -74,7 +74,23 @@ def test_equals_brute_force(setup, kind: str, mode: str) -> None:
             assert "wt-marginal needs equal token spans" in row.reason
 
 
-def test_pll_and_strand_average(setup) -> None:
+@pytest.mark.parametrize("kind", ["char", "kmer3", "nt3", "bpe"])
+def test_pll_equals_brute_force(setup, kind: str) -> None:
+    tmp, seq, fa = setup
+    model_dir = tmp / f"model_{kind}"
+    if not model_dir.exists():
+        make_model(make_tokenizer(kind, tmp, fa), model_dir)
+    lm = MaskedLM(model_dir)
+    frame = _variants(seq).iloc[[0, 3, 4]].reset_index(drop=True)  # SNV, insertion, deletion
+    with Genome(fa) as genome:
+        pll = score_variants(lm, genome, check_against_genome(frame, genome),
+                             ScoreConfig(mode="pll", window_bp=30))
+    for _, row in pll.iterrows():
+        ref_w, alt_w = windows(seq, int(row.pos) - 1, row.ref, row.alt, 30)
+        assert row.score == pytest.approx(brute_force(model_dir, ref_w, alt_w, "pll"), abs=1e-4)
+
+
+def test_strand_average(setup) -> None:
     tmp, seq, fa = setup
     model_dir = tmp / "model_char"
     if not model_dir.exists():
@@ -83,12 +99,8 @@ def test_pll_and_strand_average(setup) -> None:
     frame = _variants(seq).iloc[[0, 3]].reset_index(drop=True)
     with Genome(fa) as genome:
         checked = check_against_genome(frame, genome)
-        pll = score_variants(lm, genome, checked, ScoreConfig(mode="pll", window_bp=30))
         both = score_variants(lm, genome, checked,
                               ScoreConfig(window_bp=40, average_strands=True))
-    for _, row in pll.iterrows():
-        ref_w, alt_w = windows(seq, int(row.pos) - 1, row.ref, row.alt, 30)
-        assert row.score == pytest.approx(brute_force(model_dir, ref_w, alt_w, "pll"), abs=1e-4)
     for _, row in both.iterrows():
         ref_w, alt_w = windows(seq, int(row.pos) - 1, row.ref, row.alt, 40)
         fwd = brute_force(model_dir, ref_w, alt_w, "masked-marginal")
