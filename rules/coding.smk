@@ -60,6 +60,8 @@ rule coding_placeholder_model:
         seed=config["seed"],
     log:
         "logs/coding/placeholder_model_{pmodel}.log",
+    benchmark:
+        "results/benchmarks/coding/placeholder_model_{pmodel}.tsv"
     threads: 1
     script:
         "../scripts/coding_build_model.py"
@@ -127,6 +129,8 @@ rule join_coding_dna:
         pmodel=r"(?!consequences\b)[^/_]+",
     log:
         "logs/coding/{genome}_{vcf}_{pmodel}_{model}_join.log",
+    benchmark:
+        "results/benchmarks/coding/{genome}_{vcf}_{pmodel}_{model}_join.tsv"
     threads: 1
     script:
         "../scripts/coding_join.py"
@@ -144,6 +148,8 @@ rule annotate_coding_vcf:
         pmodel=r"(?!consequences\b)[^/_]+",
     log:
         "logs/coding/{genome}_{vcf}_{pmodel}_{model}_annotate.log",
+    benchmark:
+        "results/benchmarks/coding/{genome}_{vcf}_{pmodel}_{model}_annotate.tsv"
     threads: 1
     script:
         "../scripts/coding_annotate_vcf.py"
