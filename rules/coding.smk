@@ -71,6 +71,7 @@ rule coding_consequences:
     input:
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
         annotation=coding_annotation,
         variants=lambda wc: SCORING["variants"][wc.vcf]["path"],
     output:
@@ -95,6 +96,7 @@ rule score_coding:
     input:
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
         annotation=coding_annotation,
         variants=lambda wc: SCORING["variants"][wc.vcf]["path"],
         models=protein_model_inputs,

@@ -51,6 +51,7 @@ rule chunk_genome:
     input:
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
     output:
         directory("results/genomes/{genome}/chunks"),
     params:

@@ -37,6 +37,7 @@ rule score_variants_region:
         model=lambda wc: model_input(wc.model),
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
         variants=lambda wc: variant_set(wc)["path"],
     output:
         "results/scores/{genome}/{model}/{vcf}/regions/{region}.parquet",
@@ -122,6 +123,7 @@ rule saturation_mutagenesis:
         model=lambda wc: model_input(wc.model),
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
         bed=lambda wc: SCORING["saturation"][wc.name]["bed"],
     output:
         table="results/scores/{genome}/{model}/saturation_{name}.parquet",
@@ -164,6 +166,7 @@ rule track_region:
         run=lambda wc: f"results/finetune/{TRACKS[wc.track]['task']}/{TRACKS[wc.track]['run']}",
         fasta="results/genomes/{genome}/genome.fa.gz",
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
     output:
         "results/tracks/{genome}/{track}/regions/{region}.parquet",
     params:
@@ -186,6 +189,7 @@ rule gather_track:
         parts=lambda wc: expand("results/tracks/{{genome}}/{{track}}/regions/{region}.parquet",
                                 region=range(TRACKS[wc.track].get("regions", 2))),
         fai="results/genomes/{genome}/genome.fa.gz.fai",
+        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
     output:
         table="results/tracks/{genome}/{track}.parquet",
         bedgraph="results/tracks/{genome}/{track}.bedgraph",
