@@ -84,6 +84,8 @@ rule finalize_model:
     output:
         weights="results/models/{model}/model.safetensors",
         config="results/models/{model}/config.json",
+        tokenizer="results/models/{model}/tokenizer.json",
+        tokenizer_meta="results/models/{model}/dnalm_tokenizer.json",
         metrics="results/models/{model}/metrics.parquet",
         curve=report("results/models/{model}/loss_curve.png", category="Pretraining",
                      caption="../report/pretraining.rst", labels={"model": "{model}"}),
