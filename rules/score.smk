@@ -152,6 +152,11 @@ rule saturation_mutagenesis:
 # Genome-wide tracks of fine-tuned runs: region jobs, then Parquet + bedGraph + bigWig.
 TRACKS = config.get("tracks", {})
 
+for _name, _spec in TRACKS.items():
+    if _spec["task"] not in FINETUNE_TASKS or _spec["run"] not in FINETUNE_RUNS:
+        sys.exit(f"dnalm: error: tracks.{_name}: task {_spec['task']!r} / run {_spec['run']!r} "
+                 "is not defined under finetune")
+
 
 def track_targets():
     targets = []

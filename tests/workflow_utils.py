@@ -38,7 +38,7 @@ def make_workdir(
     config = default_config()
     config["genomes"] = str(write_sheet(workdir / "genomes.tsv", genomes))
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}
         else:
             config[key] = value
