@@ -110,7 +110,7 @@ def test_changing_a_scoring_option_reruns_only_scoring(score_run: Path, tiny_mod
     (score_run / "config.yaml").write_text(yaml.safe_dump(config))
     rules = {rule for rule, _ in planned_jobs(score_run)}
     assert rules <= {"score_variants_region", "gather_scores", "summarize_scores", "annotate_vcf",
-                     "saturation_mutagenesis"}
+                     "saturation_mutagenesis", "score_report"}
     assert "score_variants_region" in rules
 
 
