@@ -69,14 +69,9 @@ def position_limit(config: Any) -> int | None:
     ESM reserves ``pad_token_id + 1`` rows of its learned position table, so its limit is lower
     than ``max_position_embeddings``.
     """
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is None:
-        return None
-    limit = int(limit)
-    if getattr(config, "model_type", "") == "esm" and getattr(
-            config, "position_embedding_type", "absolute") == "absolute":
-        limit -= int(getattr(config, "pad_token_id", 0) or 0) + 1
-    return limit
+    from dnalm.models.rmt import encoder_position_limit
+
+    return encoder_position_limit(config)
 
 
 class SequenceEncoder:
