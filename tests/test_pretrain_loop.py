@@ -235,3 +235,33 @@ def test_two_process_ddp_segments_equal_uncut(demo: dict[str, Path], tmp_path: P
     a, b = _weights(tmp_path / "uncut/segments/0"), _weights(tmp_path / "cut/segments/1")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert _losses([tmp_path / "uncut/segments/0"]) == _losses(existing_segments(tmp_path / "cut"))
+
+
+def test_gena_with_recurrent_memory_pretrains_in_resumable_segments(
+        demo: dict[str, Path], tmp_path: Path) -> None:
+    """GENA-LM's long-context recipe: BigBird block-sparse windows, each row three windows long
+    with memory carried across them; segmented like any run, reloaded through the Auto classes."""
+    from dnalm.models import RMTForMaskedLM
+
+    config = _config(preset="gena", max_length=160, batch_size=4, total_steps=20,
+                     segment_steps=10, learning_rate=3e-3, log_every=5, val_max_batches=3,
+                     rmt={"num_mem_tokens": 4, "segments": 3})
+    assert config.row_length == 3 * (160 - 4 - 3) + 2
+    first = _run(config, demo, tmp_path, 0)
+    second = _run(config, demo, tmp_path, 1, previous=tmp_path / "segments/0")
+    assert first["tokens"] == second["tokens"] == 10 * 4 * config.row_length
+    result = finalize(tmp_path, existing_segments(tmp_path))
+    assert result["final_val_loss"] < result["initial_val_loss"] - 0.3
+    model = AutoModelForMaskedLM.from_pretrained(str(tmp_path))
+    assert isinstance(model, RMTForMaskedLM)
+    assert model.mlm.config.attention_type == "block_sparse"
+    assert model.config.segment_size == 160 and model.config.max_n_segments == 3
+    meta = json.loads((tmp_path / "dnalm_model.json").read_text())
+    assert meta["rmt"] == {"num_mem_tokens": 4, "segments": 3, "bptt_depth": -1}
+    again = evaluate_model_dir(tmp_path, [demo["validation"]], batch_size=4, max_batches=3,
+                               seed=3)
+    assert again["val_loss"] == pytest.approx(result["final_val_loss"], rel=1e-5)
+    with pytest.raises(ConfigError, match="rmt segments must be >= 2"):
+        _config(rmt={"segments": 1})
+    with pytest.raises(ConfigError, match="unknown rmt option"):
+        _config(rmt={"memory": 4})

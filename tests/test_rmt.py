@@ -361,3 +361,142 @@ def test_finetune_with_rmt_classifies_whole_sequences(method: str, tmp_path: Pat
     saved = pd.read_parquet(out / "predictions.parquet")
     probs = load_finetuned(out).predict(pd.read_csv(tmp_path / "test.csv")["sequence"])
     np.testing.assert_array_equal(probs, saved[["prob_0", "prob_1"]].to_numpy())
+
+
+# -- memory during pretraining and scoring (RMTForMaskedLM) --------------------------------------
+
+
+def _rmt_masked_lm(tokenizer_dir: Path, out: Path, *, positions: int = 64, memory: int = 2,
+                   segments: int = 3) -> Path:
+    """A random tiny BERT masked LM with recurrent memory, saved with its tokenizer."""
+    import shutil
+
+    from dnalm.models import RMTForMaskedLM
+    from dnalm.tokenizers import load_tokenizer
+
+    tok = load_tokenizer(tokenizer_dir)
+    torch.manual_seed(0)
+    mlm = BertForMaskedLM(BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=positions, pad_token_id=0,
+        initializer_range=0.5))
+    ids = tok.special_ids
+    model = RMTForMaskedLM.wrap(mlm, num_mem_tokens=memory, max_n_segments=segments,
+                                cls_token_id=ids["cls"], sep_token_id=ids["sep"],
+                                pad_token_id=ids["pad"])
+    model.save_pretrained(out)
+    for item in tokenizer_dir.iterdir():
+        shutil.copy(item, out / item.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def memory_scoring(tmp_path_factory):
+    from dnalm.fasta import prepare_genome
+    from tests.conftest import write_fasta
+    from tests.scoring_utils import make_tokenizer, random_genome
+
+    tmp = tmp_path_factory.mktemp("rmt_score")
+    seq = random_genome(4000, seed=5).replace("N", "A")
+    fa = tmp / "genome.fa.gz"
+    prepare_genome(write_fasta(tmp / "g.fa", {"chr1": seq}), fa, tmp / "stats.parquet",
+                   genome_id="g")
+    other = seq[:100] + "".join({"A": "C", "C": "G", "G": "T", "T": "A"}[b] for b in seq[100:600])
+    other += seq[600:]
+    fa_other = tmp / "other.fa.gz"
+    prepare_genome(write_fasta(tmp / "o.fa", {"chr1": other}), fa_other, tmp / "o.parquet",
+                   genome_id="o")
+    model = _rmt_masked_lm(make_tokenizer("char", tmp, fa), tmp / "model")
+    return seq, fa, fa_other, model
+
+
+def _snvs(seq: str, positions: list[int]) -> pd.DataFrame:
+    rows = [("chr1", p, seq[p - 1], "A" if seq[p - 1] != "A" else "G") for p in positions]
+    frame = pd.DataFrame(rows, columns=["contig", "pos", "ref", "alt"])
+    frame["record"], frame["id"] = range(len(frame)), "."
+    return frame
+
+
+def _score(model: Path, fa: Path, variants: pd.DataFrame, **cfg) -> pd.DataFrame:
+    from dnalm.genome import Genome
+    from dnalm.score.lm import MaskedLM
+    from dnalm.score.variants import check_against_genome
+    from dnalm.score.vep import ScoreConfig, score_variants
+
+    with Genome(fa) as genome:
+        return score_variants(MaskedLM(model, device="cpu"), genome,
+                              check_against_genome(variants, genome),
+                              ScoreConfig(batch_size=2, **cfg))
+
+
+def test_memory_model_scores_a_window_after_its_upstream_segments(memory_scoring) -> None:
+    """Scoring equals the model's own forward over [upstream context | masked window] (the
+    window is the last of max_n_segments segments), variant by variant."""
+    from dnalm.models import RMTForMaskedLM
+    from dnalm.score.lm import MaskedLM
+
+    seq, fa, _, model_dir = memory_scoring
+    lm = MaskedLM(model_dir, device="cpu")
+    seg, m = lm.max_content, lm.rmt.config.num_mem_tokens
+    assert (seg, lm.context_tokens) == (59, 118)  # 64 positions - 2 memory - 3 specials; 2 more
+    variants = _snvs(seq, [1500, 2222, 3100, 20])
+    for mode in ("masked-marginal", "wt-marginal"):
+        table = _score(model_dir, fa, variants, mode=mode)
+        model = RMTForMaskedLM.from_pretrained(model_dir).eval()
+        tok = lm.tokenizer
+        for i, row in table.iterrows():
+            start = int(row.pos) - 1
+            ws = min(max(start - seg // 2, 0), len(seq) - seg)
+            context = seq[max(0, ws - lm.context_tokens) : ws]
+            window = tok.encode_batch([seq[ws : ws + seg]]).ids.tolist()
+            ctx_ids = tok.encode_batch([context]).ids.tolist() if context else []
+            j = start - ws
+            ref_id, alt_id = (tok.encode_batch([b]).ids[0] for b in (row.ref, row.alt))
+            if mode == "masked-marginal":
+                window[j] = tok.special_ids["mask"]
+            cls_id, sep_id = tok.special_ids["cls"], tok.special_ids["sep"]
+            assert lm.rmt.config.cls_token_id == cls_id
+            ids = torch.tensor([[cls_id, *ctx_ids, *window, sep_id]])
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, 2 + m + j]
+            logp = torch.log_softmax(logits.float(), -1)
+            expected = float(logp[alt_id] - logp[ref_id])
+            assert row.score == pytest.approx(expected, abs=1e-4), (mode, i)
+
+
+def test_memory_carries_upstream_sequence_into_the_score(memory_scoring) -> None:
+    """Two genomes that differ only 1-1.4 kb upstream of a variant (outside its window) give
+    different scores: the difference reaches the window only through memory."""
+    seq, fa, fa_other, model_dir = memory_scoring
+    variants = _snvs(seq, [640, 2000])  # window of the first starts at 610: upstream differs
+    same = _score(model_dir, fa, variants)
+    changed = _score(model_dir, fa_other, variants)
+    assert same.loc[0, "score"] != pytest.approx(changed.loc[0, "score"], abs=1e-4)
+    assert same.loc[1, "score"] == pytest.approx(changed.loc[1, "score"], abs=1e-6)
+    both = _score(model_dir, fa, variants, average_strands=True)
+    assert both["score_rev"].notna().all()
+    assert both["score_fwd"].tolist() == pytest.approx(same["score"].tolist(), abs=1e-5)
+
+
+def test_memory_pretrained_model_fine_tunes_with_its_memory(memory_scoring, tmp_path) -> None:
+    """A directory pretrained with memory is fine-tuned as an RMT classifier that starts from its
+    learned memory (plainly, or with an rmt block whose memory size must match)."""
+    from dnalm.models import RMTForMaskedLM
+
+    _, _, _, model_dir = memory_scoring
+    for seed, split in enumerate(("train", "test")):
+        long_rows(32 if split == "train" else 8, seed, length=300).to_csv(
+            tmp_path / f"{split}.csv", index=False)
+    spec = {"name": "long", "train": str(tmp_path / "train.csv"),
+            "test": str(tmp_path / "test.csv")}
+    metrics = finetune(spec, model_dir, tmp_path / "plain", method="lora", epochs=1,
+                       batch_size=16, gpus=0)
+    assert metrics["training"]["max_length"] == 59 * 3 + 2  # the pretrained segments
+    assert metrics["truncated"]["test"] == 8  # 300 bp > 3 x 59 tokens
+    tuned = load_finetuned(tmp_path / "plain")
+    pretrained = RMTForMaskedLM.from_pretrained(model_dir)
+    inner = tuned.model.base_model.model
+    assert torch.equal(inner.memory.original_module.weight, pretrained.memory.weight)
+    with pytest.raises(ConfigError, match="differs from the 2 memory tokens"):
+        finetune(spec, model_dir, tmp_path / "bad", method="lora", epochs=1, batch_size=16,
+                 gpus=0, rmt={"enabled": True, "num_mem_tokens": 4})

@@ -85,12 +85,17 @@ def load_classifier(model_dir: str | Path, *, num_labels: int, problem: str,
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    import dnalm.models.rmt  # noqa: F401  (registers dnalm_rmt: saved RMT classifiers load here)
+    import dnalm.models.rmt  # registers dnalm_rmt: saved RMT classifiers load here
 
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ConfigError("not a model directory (no config.json)", where=str(path))
     problem_type = "regression" if problem == "regression" else "single_label_classification"
+    if dnalm.models.rmt.is_rmt_masked_lm(path):
+        # pretrained with memory: its encoder only makes sense with that memory
+        log.info("model %s was pretrained with recurrent memory: fine-tuned as an RMT "
+                 "classifier with its own segment settings", path)
+        return load_rmt_classifier(path, num_labels=num_labels, problem=problem, rmt=None)
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code,
                                             local_files_only=True)
@@ -201,7 +206,8 @@ def load_rmt_classifier(model_dir: str | Path, *, num_labels: int, problem: str,
                         rmt: Any, trust_remote_code: bool = False) -> LoadedModel:
     """``model_dir``'s encoder wrapped in a Recurrent Memory Transformer classifier.
 
-    ``rmt`` is an :class:`~dnalm.finetune.settings.RMTSettings`. The head (trained in full under
+    ``rmt`` is an :class:`~dnalm.finetune.settings.RMTSettings` (None: a memory-pretrained
+    directory with its own settings). The head (trained in full under
     LoRA) is the classifier plus the learned initial memory; LoRA targets are found in the inner
     encoder under the same per-architecture names as for a plain classifier.
     """
@@ -209,11 +215,15 @@ def load_rmt_classifier(model_dir: str | Path, *, num_labels: int, problem: str,
 
     problem_type = "regression" if problem == "regression" else "single_label_classification"
     try:
-        model = RMTForSequenceClassification.from_encoder(
-            model_dir, num_labels=num_labels, problem_type=problem_type,
-            num_mem_tokens=rmt.num_mem_tokens, segment_length=rmt.segment_length,
-            max_n_segments=rmt.max_n_segments, bptt_depth=rmt.bptt_depth, pooling=rmt.pooling,
-            trust_remote_code=trust_remote_code)
+        if rmt is None:
+            model = RMTForSequenceClassification.from_rmt_masked_lm(
+                model_dir, num_labels=num_labels, problem_type=problem_type, pooling="memory")
+        else:
+            model = RMTForSequenceClassification.from_encoder(
+                model_dir, num_labels=num_labels, problem_type=problem_type,
+                num_mem_tokens=rmt.num_mem_tokens, segment_length=rmt.segment_length,
+                max_n_segments=rmt.max_n_segments, bptt_depth=rmt.bptt_depth,
+                pooling=rmt.pooling, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot wrap the model in RMT: {first}", where=str(model_dir)) from exc

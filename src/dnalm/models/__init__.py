@@ -13,7 +13,12 @@ from dnalm.models.presets import (
     model_max_length,
     preset_config,
 )
-from dnalm.models.rmt import RMTConfig, RMTForSequenceClassification, long_context_embeddings
+from dnalm.models.rmt import (
+    RMTConfig,
+    RMTForMaskedLM,
+    RMTForSequenceClassification,
+    long_context_embeddings,
+)
 from dnalm.models.saving import MODEL_META, load_model_dir, read_model_meta, save_model_dir
 
 __all__ = [
@@ -23,6 +28,7 @@ __all__ = [
     "TOKENIZER_KINDS",
     "Preset",
     "RMTConfig",
+    "RMTForMaskedLM",
     "RMTForSequenceClassification",
     "TokenizerInfo",
     "build_model",

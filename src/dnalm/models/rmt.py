@@ -58,18 +58,21 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForMaskedLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
 )
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
 
 from dnalm.errors import ConfigError
 
 POOLINGS = ("cls", "memory")
 #: Tokens around the content of a segment besides memory: [CLS], [SEP] after memory, final [SEP].
 SPECIAL_PER_SEGMENT = 3
+#: Label of positions the masked-LM loss ignores (the ``transformers`` convention).
+IGNORE_INDEX = -100
 
 
 def encoder_position_limit(config: PretrainedConfig) -> int | None:
@@ -119,6 +122,8 @@ class RMTConfig(PretrainedConfig):
     pad_token_id: int | None = 0
     cls_token_id: int | None = None
     sep_token_id: int | None = None
+    #: attention kernel the nested encoder is built with (None: the class default)
+    encoder_attn_implementation: str | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         if isinstance(self.encoder, PretrainedConfig):
@@ -210,6 +215,7 @@ class Segments:
     mask: torch.Tensor
     active: torch.Tensor
     truncated: torch.Tensor  # (batch,) bool: content beyond max_n_segments was dropped
+    labels: torch.Tensor | None = None  # masked-LM targets laid out like ids (-100 elsewhere)
 
 
 @dataclass
@@ -223,7 +229,10 @@ class RMTState:
 
 
 class RMTPreTrainedModel(PreTrainedModel):
-    """Config class and weight initialisation of the RMT models."""
+    """Config, weight initialisation, segmentation and the recurrence shared by the RMT models.
+
+    Subclasses say which module is the encoder run on each segment (:attr:`backbone`).
+    """
 
     config_class = RMTConfig
     base_model_prefix = "rmt"
@@ -238,6 +247,109 @@ class RMTPreTrainedModel(PreTrainedModel):
             for linear in (module.dense, module.out_proj):
                 linear.weight.normal_(0.0, std)
                 linear.bias.zero_()
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The encoder (a ``transformers`` base model) that runs each segment."""
+        raise NotImplementedError
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    # -- segmentation --------------------------------------------------------------------------
+
+    def _content(self, row: list[int], mask: list[int]) -> list[int]:
+        """Indices of a row's tokens without padding and its leading [CLS] / trailing [SEP]."""
+        c = self.config
+        keep = [i for i, k in enumerate(mask) if k]
+        if keep and c.cls_token_id is not None and row[keep[0]] == c.cls_token_id:
+            keep = keep[1:]
+        if keep and c.sep_token_id is not None and row[keep[-1]] == c.sep_token_id:
+            keep = keep[:-1]
+        return keep
+
+    def segment(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> Segments:
+        """Cut a ``(batch, length)`` batch into right-aligned segments (see the module doc).
+
+        ``labels`` (masked-LM targets, ``-100`` where nothing is predicted) are cut the same way;
+        the special and memory slots of every segment get ``-100``.
+        """
+        c = self.config
+        length, m = int(c.segment_length), c.num_mem_tokens
+        pad = int(c.pad_token_id if c.pad_token_id is not None else 0)
+        cls_id = int(c.cls_token_id if c.cls_token_id is not None else pad)
+        sep_id = int(c.sep_token_id if c.sep_token_id is not None else pad)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        id_rows, mask_rows = input_ids.tolist(), attention_mask.tolist()
+        label_rows = labels.tolist() if labels is not None else None
+        kept = [self._content(r, k) for r, k in zip(id_rows, mask_rows, strict=True)]
+        truncated = [len(k) > c.max_content_tokens for k in kept]
+        kept = [k[: c.max_content_tokens] for k in kept]
+        counts = [max(1, math.ceil(len(k) / length)) for k in kept]
+        n_seg, batch = max(counts), len(kept)
+        ids = torch.full((n_seg, batch, c.segment_size), pad, dtype=torch.long)
+        mask = torch.zeros((n_seg, batch, c.segment_size), dtype=torch.long)
+        seg_labels = (torch.full((n_seg, batch, c.segment_size), IGNORE_INDEX, dtype=torch.long)
+                      if label_rows is not None else None)
+        active = torch.zeros((n_seg, batch), dtype=torch.bool)
+        start = 2 + m  # content follows [CLS], the memory slots and [SEP]
+        for b, (keep, count) in enumerate(zip(kept, counts, strict=True)):
+            for j in range(count):
+                chunk = keep[j * length : (j + 1) * length]
+                tokens = [cls_id] + [pad] * m + [sep_id] + [id_rows[b][i] for i in chunk] + [sep_id]
+                s = n_seg - count + j
+                ids[s, b, : len(tokens)] = torch.tensor(tokens)
+                mask[s, b, : len(tokens)] = 1
+                active[s, b] = True
+                if seg_labels is not None and chunk:
+                    seg_labels[s, b, start : start + len(chunk)] = torch.tensor(
+                        [label_rows[b][i] for i in chunk])
+        device = input_ids.device
+        return Segments(ids.to(device), mask.to(device), active.to(device),
+                        torch.tensor(truncated, device=device),
+                        None if seg_labels is None else seg_labels.to(device))
+
+    # -- the recurrence ------------------------------------------------------------------------
+
+    def run_segment(self, ids: torch.Tensor, mask: torch.Tensor,
+                    memory: torch.Tensor) -> torch.Tensor:
+        """One segment through the encoder with ``memory`` written into its memory slots.
+
+        ``ids``: ``(batch, segment)`` laid out as by :meth:`segment`; ``memory``: ``(batch, m,
+        hidden)``. Returns the last hidden state; its slots ``1 : 1 + m`` are the new memory.
+        """
+        m = self.config.num_mem_tokens
+        tokens = self.backbone.get_input_embeddings()(ids)
+        if m:
+            tokens = torch.cat([tokens[:, :1], memory.to(tokens.dtype), tokens[:, 1 + m:]], dim=1)
+        return self.backbone(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
+
+    def _next_memory(self, hidden: torch.Tensor, memory: torch.Tensor, active: torch.Tensor,
+                     remaining: int) -> torch.Tensor:
+        """Memory leaving a segment: rows without content keep theirs; truncated BPTT detaches."""
+        m = self.config.num_mem_tokens
+        if not m:
+            return memory
+        memory = torch.where(active[:, None, None], hidden[:, 1 : 1 + m], memory)
+        depth = self.config.bptt_depth
+        if depth != -1 and remaining >= depth:
+            memory = memory.detach()
+        return memory
+
+    def recur(self, seg: Segments) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Run every segment, carrying memory: hidden states and memory after each segment."""
+        n_seg, batch = seg.active.shape
+        memory = self.memory(batch)
+        hiddens: list[torch.Tensor] = []
+        memories: list[torch.Tensor] = []
+        for s in range(n_seg):
+            hidden = self.run_segment(seg.ids[s], seg.mask[s], memory)
+            memory = self._next_memory(hidden, memory, seg.active[s], n_seg - 1 - s)
+            hiddens.append(hidden)
+            memories.append(memory)
+        return hiddens, memories
 
 
 class RMTForSequenceClassification(RMTPreTrainedModel):
@@ -254,12 +366,16 @@ class RMTForSequenceClassification(RMTPreTrainedModel):
             raise ConfigError("rmt config has no encoder config")
         self.num_labels = config.num_labels
         self.encoder = encoder if encoder is not None else AutoModel.from_config(
-            config.encoder_config)
+            config.encoder_config, attn_implementation=config.encoder_attn_implementation)
         hidden = int(self.encoder.config.hidden_size)
         self.memory = RMTMemory(config.num_mem_tokens, hidden)
         self.classifier = RMTClassificationHead(hidden, config.num_labels,
                                                 float(config.classifier_dropout))
         self.post_init()
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.encoder
 
     # -- construction --------------------------------------------------------------------------
 
@@ -282,13 +398,20 @@ class RMTForSequenceClassification(RMTPreTrainedModel):
 
         The encoder weights are loaded with ``AutoModel`` (the MLM head of a masked-LM directory
         is dropped); memory and classifier are freshly initialised. Special-token ids come from
-        the directory's tokenizer. The attention kernel defaults to the dnalm preset's.
+        the directory's tokenizer. The attention kernel defaults to the dnalm preset's. A
+        directory pretrained with memory (:class:`RMTForMaskedLM`) keeps its learned memory and
+        its memory size (``num_mem_tokens`` must then match it).
         """
         from dnalm.models.saving import read_model_meta
 
         path = Path(model_dir)
         if not (path / "config.json").is_file():
             raise ConfigError("not a model directory (no config.json)", where=str(path))
+        settings = {"num_labels": num_labels, "problem_type": problem_type,
+                    "segment_length": segment_length, "max_n_segments": max_n_segments,
+                    "bptt_depth": bptt_depth, "pooling": pooling}
+        if is_rmt_masked_lm(path):
+            return cls.from_rmt_masked_lm(path, num_mem_tokens=num_mem_tokens, **settings)
         meta = read_model_meta(path)
         if attn_implementation is None and meta.get("preset"):
             from dnalm.models.presets import get_preset
@@ -304,93 +427,46 @@ class RMTForSequenceClassification(RMTPreTrainedModel):
                                                     trust_remote_code=trust_remote_code)
         config = RMTConfig(
             encoder=encoder_config.to_dict(), num_mem_tokens=num_mem_tokens,
-            segment_length=segment_length, max_n_segments=max_n_segments,
-            bptt_depth=bptt_depth, pooling=pooling, num_labels=num_labels,
-            problem_type=problem_type, pad_token_id=tokenizer.pad_token_id,
-            cls_token_id=tokenizer.cls_token_id if tokenizer.cls_token_id is not None
-            else tokenizer.bos_token_id,
-            # ESM/NT tokenizers end a sequence with <eos> and have no [SEP]
-            sep_token_id=tokenizer.sep_token_id if tokenizer.sep_token_id is not None
-            else tokenizer.eos_token_id,
-            initializer_range=float(getattr(encoder_config, "initializer_range", 0.02)))
+            initializer_range=float(getattr(encoder_config, "initializer_range", 0.02)),
+            encoder_attn_implementation=attn_implementation,
+            **special_token_ids(tokenizer), **settings)
         encoder = AutoModel.from_pretrained(str(path), **kwargs)
         return cls(config, encoder=encoder)
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.encoder.get_input_embeddings()
-
-    # -- segmentation --------------------------------------------------------------------------
-
-    def _content(self, row: list[int], mask: list[int]) -> list[int]:
-        """A row's tokens without padding and without its leading [CLS] / trailing [SEP]."""
-        c = self.config
-        ids = [t for t, keep in zip(row, mask, strict=True) if keep]
-        if ids and c.cls_token_id is not None and ids[0] == c.cls_token_id:
-            ids = ids[1:]
-        if ids and c.sep_token_id is not None and ids[-1] == c.sep_token_id:
-            ids = ids[:-1]
-        return ids
-
-    def segment(self, input_ids: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> Segments:
-        """Cut a ``(batch, length)`` batch into right-aligned segments (see the module doc)."""
-        c = self.config
-        length, m = int(c.segment_length), c.num_mem_tokens
-        pad = int(c.pad_token_id if c.pad_token_id is not None else 0)
-        cls_id = int(c.cls_token_id if c.cls_token_id is not None else pad)
-        sep_id = int(c.sep_token_id if c.sep_token_id is not None else pad)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        rows = [self._content(r, k) for r, k in zip(input_ids.tolist(),
-                                                     attention_mask.tolist(), strict=True)]
-        truncated = [len(r) > c.max_content_tokens for r in rows]
-        rows = [r[: c.max_content_tokens] for r in rows]
-        counts = [max(1, math.ceil(len(r) / length)) for r in rows]
-        n_seg, batch = max(counts), len(rows)
-        ids = torch.full((n_seg, batch, c.segment_size), pad, dtype=torch.long)
-        mask = torch.zeros((n_seg, batch, c.segment_size), dtype=torch.long)
-        active = torch.zeros((n_seg, batch), dtype=torch.bool)
-        for b, (row, count) in enumerate(zip(rows, counts, strict=True)):
-            for j in range(count):
-                chunk = row[j * length : (j + 1) * length]
-                tokens = [cls_id] + [pad] * m + [sep_id] + chunk + [sep_id]
-                s = n_seg - count + j
-                ids[s, b, : len(tokens)] = torch.tensor(tokens)
-                mask[s, b, : len(tokens)] = 1
-                active[s, b] = True
-        device = input_ids.device
-        return Segments(ids.to(device), mask.to(device), active.to(device),
-                        torch.tensor(truncated, device=device))
+    @classmethod
+    def from_rmt_masked_lm(cls, model_dir: str | Path, *, num_mem_tokens: int | None = None,
+                           **settings: Any) -> RMTForSequenceClassification:
+        """A classifier from a memory-pretrained directory: its encoder and learned memory."""
+        source = RMTForMaskedLM.from_pretrained(str(model_dir), dtype=torch.float32,
+                                                local_files_only=True)
+        have = source.config.num_mem_tokens
+        if num_mem_tokens is not None and num_mem_tokens != have:
+            raise ConfigError(f"rmt num_mem_tokens {num_mem_tokens} differs from the {have} "
+                              "memory tokens this model was pretrained with", where=str(model_dir))
+        values = source.config.to_dict()
+        for key in ("architectures", "model_type", "transformers_version", "id2label",
+                    "label2id", "dtype", "torch_dtype"):
+            values.pop(key, None)
+        values.update({k: v for k, v in settings.items() if v is not None or k == "problem_type"})
+        if settings.get("segment_length") is None:
+            values["segment_length"] = source.config.segment_length
+        config = RMTConfig(**values)
+        model = cls(config, encoder=source.backbone)
+        with torch.no_grad():
+            model.memory.weight.copy_(source.memory.weight)
+        return model
 
     # -- the recurrence ------------------------------------------------------------------------
 
     def run_segments(self, input_ids: torch.Tensor,
                      attention_mask: torch.Tensor | None = None) -> RMTState:
         """Run the encoder over every segment, carrying memory; return the pooled state."""
-        c = self.config
-        m = c.num_mem_tokens
         seg = self.segment(input_ids, attention_mask)
-        n_seg, batch = seg.active.shape
-        embed = self.encoder.get_input_embeddings()
-        memory = self.memory(batch)
-        memories: list[torch.Tensor] = []
-        hidden = None
-        for s in range(n_seg):
-            tokens = embed(seg.ids[s])
-            if m:
-                tokens = torch.cat([tokens[:, :1], memory.to(tokens.dtype), tokens[:, 1 + m:]],
-                                   dim=1)
-            hidden = self.encoder(inputs_embeds=tokens,
-                                  attention_mask=seg.mask[s]).last_hidden_state
-            if m:
-                written = hidden[:, 1 : 1 + m]
-                memory = torch.where(seg.active[s][:, None, None], written, memory)
-                remaining = n_seg - 1 - s
-                if c.bptt_depth != -1 and remaining >= c.bptt_depth:
-                    memory = memory.detach()
-                memories.append(memory)
-        assert hidden is not None  # n_seg >= 1
-        pooled = hidden[:, 0] if c.pooling == "cls" else memories[-1].mean(dim=1)
+        hiddens, memories = self.recur(seg)
+        hidden = hiddens[-1]
+        pooled = hidden[:, 0] if self.config.pooling == "cls" else memories[-1].mean(dim=1)
+        if not self.config.num_mem_tokens:
+            memories = []
         return RMTState(pooled=pooled, last_hidden_state=hidden, memories=memories, segments=seg)
 
     def forward(
@@ -421,6 +497,188 @@ class RMTForSequenceClassification(RMTPreTrainedModel):
                 loss = nn.functional.cross_entropy(logits.float(), labels.long())
         hidden_states = (state.last_hidden_state,) if output_hidden_states else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states)
+
+
+class RMTForMaskedLM(RMTPreTrainedModel):
+    """A masked LM run recurrently over segments with memory: long-context pretraining and scoring.
+
+    Pretraining (``pretraining.models.<name>.rmt`` in the config) feeds rows of
+    ``max_n_segments`` segments; the masked-LM loss is the mean over the masked tokens of *all*
+    segments, each predicted from its own segment plus the memory of the segments before it, so
+    the memory learns to carry context forward. The LM head runs only at masked positions.
+
+    Scoring (:class:`dnalm.score.lm.MaskedLM`) reads the variant's window as the last segment
+    and the ``max_n_segments - 1`` segments upstream of it as context through memory
+    (:meth:`memory_after`, :meth:`log_probs_in_segment`).
+
+    ``self.mlm`` is the whole ``transformers`` masked-LM (so weight tying and loading work as
+    for the plain model); its base model is the encoder of every segment.
+    """
+
+    def __init__(self, config: RMTConfig, mlm: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        if config.encoder is None:
+            raise ConfigError("rmt config has no encoder config")
+        self.mlm = mlm if mlm is not None else AutoModelForMaskedLM.from_config(
+            config.encoder_config, attn_implementation=config.encoder_attn_implementation)
+        # a tuple, so the head (owned by ``self.mlm``) is not registered a second time
+        self._head_ref = (masked_lm_head(self.mlm),)
+        self.memory = RMTMemory(config.num_mem_tokens, int(self.mlm.config.hidden_size))
+        self.post_init()
+
+    @classmethod
+    def wrap(cls, mlm: PreTrainedModel, *, num_mem_tokens: int, max_n_segments: int,
+             bptt_depth: int = -1, cls_token_id: int | None, sep_token_id: int | None,
+             pad_token_id: int | None, attn_implementation: str | None = None
+             ) -> RMTForMaskedLM:
+        """Add memory to a masked LM (freshly built or pretrained); segments fill its positions."""
+        config = RMTConfig(
+            encoder=mlm.config.to_dict(), num_mem_tokens=num_mem_tokens,
+            max_n_segments=max_n_segments, bptt_depth=bptt_depth, pooling="cls",
+            cls_token_id=cls_token_id, sep_token_id=sep_token_id, pad_token_id=pad_token_id,
+            initializer_range=float(getattr(mlm.config, "initializer_range", 0.02)),
+            encoder_attn_implementation=attn_implementation)
+        return cls(config, mlm=mlm)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.mlm.base_model
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._head_ref[0](hidden)
+
+    @property
+    def input_length(self) -> int:
+        """Tokens of one training row: ``max_n_segments`` segments of content plus [CLS]/[SEP]."""
+        return self.config.max_content_tokens + 2
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> MaskedLMOutput:
+        """Masked-LM loss over every segment of long rows (``labels``: -100 where unmasked).
+
+        Without ``labels`` the logits of the last segment's positions are returned.
+        """
+        if input_ids is None:
+            raise ValueError("RMTForMaskedLM needs input_ids")
+        seg = self.segment(input_ids, attention_mask, labels)
+        hiddens, _ = self.recur(seg)
+        if seg.labels is None:
+            return MaskedLMOutput(logits=self._head(hiddens[-1]))
+        total = hiddens[0].new_zeros((), dtype=torch.float32)
+        count = 0
+        for hidden, target in zip(hiddens, seg.labels, strict=True):
+            picked = target != IGNORE_INDEX
+            n = int(picked.sum())
+            if n:
+                logits = self._head(hidden[picked]).float()
+                total = total + nn.functional.cross_entropy(logits, target[picked],
+                                                            reduction="sum")
+                count += n
+        return MaskedLMOutput(loss=total / max(count, 1))
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def memory_after(self, contexts: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Memory after reading each context (content token ids, no specials): ``(n, m, hidden)``.
+
+        An empty context leaves the learned initial memory; contexts longer than
+        ``max_n_segments`` segments keep their first tokens (callers pass the last ones).
+        """
+        device = self.memory.weight.device
+        out = self.memory(len(contexts)).clone()
+        rows = [i for i, c in enumerate(contexts) if len(c)]
+        if not rows or not self.config.num_mem_tokens:
+            return out
+        width = max(len(contexts[i]) for i in rows)
+        pad = int(self.config.pad_token_id or 0)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, i in enumerate(rows):
+            ids[r, width - len(contexts[i]):] = torch.as_tensor(list(contexts[i]))
+            mask[r, width - len(contexts[i]):] = 1
+        _, memories = self.recur(self.segment(ids.to(device), mask.to(device)))
+        out[rows] = memories[-1]
+        return out
+
+    @torch.no_grad()
+    def log_probs_in_segment(self, ids: torch.Tensor, mask: torch.Tensor, memory: torch.Tensor,
+                             rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Log-softmax at ``(rows, cols)`` of segments laid out as by :meth:`segment`, each
+        reading ``memory`` (``(batch, m, hidden)``) in its memory slots."""
+        hidden = self.run_segment(ids, mask, memory)
+        return torch.log_softmax(self._head(hidden[rows, cols]).float(), dim=-1)
+
+
+def special_token_ids(tokenizer: Any) -> dict[str, int | None]:
+    """[CLS]/[SEP]/[PAD] ids of a tokenizer for segment layout.
+
+    ESM/NT tokenizers start with <cls> and end a sequence with <eos> and have no [SEP].
+    """
+    return {
+        "pad_token_id": tokenizer.pad_token_id,
+        "cls_token_id": tokenizer.cls_token_id if tokenizer.cls_token_id is not None
+        else tokenizer.bos_token_id,
+        "sep_token_id": tokenizer.sep_token_id if tokenizer.sep_token_id is not None
+        else tokenizer.eos_token_id,
+    }
+
+
+def masked_lm_head(model: PreTrainedModel) -> nn.Module:
+    """The LM head of a ``transformers`` masked LM as one module (hidden -> vocabulary logits).
+
+    Lets callers run the head on the few positions they read instead of every position.
+    """
+    kind = model.config.model_type
+    if kind in ("bert", "big_bird") and hasattr(model, "cls"):
+        return model.cls
+    if kind in ("esm", "roberta", "xlm-roberta") and hasattr(model, "lm_head"):
+        return model.lm_head
+    if kind == "modernbert" and hasattr(model, "head"):
+        return _Chain(model.head, model.decoder)
+    raise ConfigError(f"no known masked-LM head for model type {kind!r}")
+
+
+class _Chain(nn.Module):
+    """``second(first(x))`` without registering the modules (they stay owned by the model)."""
+
+    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self._parts = (first, second)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        first, second = self._parts
+        return second(first(hidden))
+
+
+def encoder_config(model: nn.Module) -> PretrainedConfig:
+    """The config of the encoder that does the work (the nested one of an RMT model).
+
+    Shape-dependent code (memory estimates, FLOPs, vocabulary checks) reads this, so it works
+    the same for a plain masked LM and for one wrapped with memory.
+    """
+    if isinstance(model, RMTForMaskedLM):
+        return model.mlm.config
+    if isinstance(model, RMTForSequenceClassification):
+        return model.encoder.config
+    return model.config
+
+
+def is_rmt_masked_lm(model_dir: str | Path) -> bool:
+    """Whether a model directory holds an :class:`RMTForMaskedLM` (memory-pretrained)."""
+    import json
+
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return False
+    config = json.loads(path.read_text())
+    return config.get("model_type") == RMTConfig.model_type and "RMTForMaskedLM" in (
+        config.get("architectures") or [])
 
 
 def long_context_embeddings(model: RMTForSequenceClassification, input_ids: torch.Tensor,
@@ -495,23 +753,30 @@ def rmt_head_modules() -> list[str]:
 
 
 def register_auto_classes() -> None:
-    """Make ``AutoConfig`` / ``AutoModelForSequenceClassification`` know ``dnalm_rmt``."""
+    """Make ``AutoConfig`` / ``AutoModelForSequenceClassification`` / ``AutoModelForMaskedLM``
+    know ``dnalm_rmt`` (saved RMT directories then load without ``trust_remote_code``)."""
     with contextlib.suppress(ValueError):  # already registered (module reloaded)
         AutoConfig.register(RMTConfig.model_type, RMTConfig)
     with contextlib.suppress(ValueError):
         AutoModelForSequenceClassification.register(RMTConfig, RMTForSequenceClassification)
+    with contextlib.suppress(ValueError):
+        AutoModelForMaskedLM.register(RMTConfig, RMTForMaskedLM)
 
 
 register_auto_classes()
 
 __all__: Sequence[str] = [
     "RMTConfig",
+    "RMTForMaskedLM",
     "RMTForSequenceClassification",
     "RMTState",
     "Segments",
     "embedding_shift",
+    "encoder_config",
     "encoder_position_limit",
+    "is_rmt_masked_lm",
     "long_context_embeddings",
+    "masked_lm_head",
     "rmt_head_modules",
     "saved_activation_bytes",
 ]

@@ -19,6 +19,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
 from dnalm.errors import ConfigError
 from dnalm.models.presets import TOKENIZER_META, get_preset
+from dnalm.models.rmt import is_rmt_masked_lm
 
 MODEL_META = "dnalm_model.json"
 
@@ -73,6 +74,6 @@ def load_model_dir(
     if impl is None and meta.get("preset"):
         impl = get_preset(meta["preset"]).attn_implementation
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if impl is not None:
+    if impl is not None and not is_rmt_masked_lm(path):  # RMT: the kernel is in its config
         kwargs["attn_implementation"] = impl
     return AutoModelForMaskedLM.from_pretrained(str(path), **kwargs)

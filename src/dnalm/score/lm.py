@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,14 @@ import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
-from dnalm.errors import InputFormatError
+from dnalm.errors import ConfigError, InputFormatError
+from dnalm.models.rmt import RMTForMaskedLM, encoder_position_limit, masked_lm_head
 from dnalm.tokenizers import METADATA_FILE, DnaTokenizer, TokenizedBatch, load_tokenizer
 
 log = logging.getLogger(__name__)
+
+#: Memories kept for reuse (m x hidden floats each): enough for the windows of one batch run.
+_MEMORY_CACHE_SIZE = 4096
 
 
 class _HFTokenizer:
@@ -90,25 +95,16 @@ def load_scoring_tokenizer(directory: str | Path) -> DnaTokenizer | _HFTokenizer
 
 
 def max_input_tokens(config) -> int:
-    """Longest input (special tokens included) the model's positions allow."""
-    limit = int(getattr(config, "max_position_embeddings", 512) or 512)
-    if config.model_type == "esm" and getattr(config, "position_embedding_type", "") == "absolute":
-        limit -= int(config.pad_token_id or 0) + 1  # ESM positions start after padding_idx
-    return limit
+    """Longest input (special tokens included) the model's positions allow (512 if unbounded)."""
+    return encoder_position_limit(config) or 512
 
 
 def _encoder_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, Callable] | None:
     """The encoder and the LM head of the transformers classes dnalm builds (None otherwise)."""
-    kind = model.config.model_type
-    if kind in ("bert", "big_bird") and hasattr(model, "cls"):
-        return model.bert, model.cls
-    if kind == "esm" and hasattr(model, "lm_head"):
-        return model.esm, model.lm_head
-    if kind == "modernbert" and hasattr(model, "head"):
-        return model.model, lambda h: model.decoder(model.head(h))
-    if kind in ("roberta", "xlm-roberta") and hasattr(model, "lm_head"):
-        return model.roberta, model.lm_head
-    return None
+    try:
+        return model.base_model, masked_lm_head(model)
+    except ConfigError:
+        return None
 
 
 def pick_device(gpus: int | None = None) -> torch.device:
@@ -146,11 +142,48 @@ class MaskedLM:
         self.tokenizer = load_scoring_tokenizer(tokenizer_dir or model_dir)
         self.special = _layout(Path(tokenizer_dir or model_dir), self.tokenizer)
         self.max_tokens = max_input_tokens(self.model.config)
-        self.max_content = self.max_tokens - len(self.special.prefix) - len(self.special.suffix)
-        self.vocab_size = int(self.model.config.vocab_size)
+        self.vocab_size = int(getattr(self.model.config, "vocab_size", 0) or 0)
         self._split = _encoder_and_head(self.model) if head_at_masked_only else None
+        #: a model pretrained with recurrent memory: windows read upstream context through it
+        self.rmt: RMTForMaskedLM | None = None
+        self.context_tokens = 0
+        if isinstance(self.model, RMTForMaskedLM):
+            self._use_memory(self.model)
+        self.max_content = self.max_tokens - len(self.special.prefix) - len(self.special.suffix)
+        self._memory_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
         meta = model_dir / METADATA_FILE
         self.metadata = json.loads(meta.read_text()) if meta.is_file() else {}
+
+    def _use_memory(self, model: RMTForMaskedLM) -> None:
+        """Score each window as the last segment of an RMT: ``[CLS] [MEM] x m [SEP] content
+        [SEP]`` whose memory has read the ``max_n_segments - 1`` segments before it."""
+        c = model.config
+        self.rmt = model
+        self.special = SpecialLayout(
+            prefix=(int(c.cls_token_id),) + (int(c.pad_token_id or 0),) * c.num_mem_tokens
+            + (int(c.sep_token_id),),
+            suffix=(int(c.sep_token_id),), mask=self.special.mask, pad=int(c.pad_token_id or 0))
+        self.max_tokens = c.segment_size
+        self.context_tokens = int(c.segment_length) * (c.max_n_segments - 1)
+        self.vocab_size = int(model.mlm.config.vocab_size)
+        self._split = None
+
+    def _memories(self, contexts: Sequence[np.ndarray]) -> torch.Tensor:
+        """Memory after each context (cached: windows and alleles share their upstream)."""
+        keys = [np.asarray(c, dtype=np.int64).tobytes() for c in contexts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._memory_cache))
+        if missing:
+            with self._autocast():
+                fresh = self.rmt.memory_after([np.frombuffer(k, dtype=np.int64).tolist()
+                                               for k in missing])
+            for key, memory in zip(missing, fresh, strict=True):
+                self._memory_cache[key] = memory
+        out = torch.stack([self._memory_cache[k] for k in keys])
+        for key in keys:
+            self._memory_cache.move_to_end(key)
+        while len(self._memory_cache) > _MEMORY_CACHE_SIZE:
+            self._memory_cache.popitem(last=False)
+        return out
 
     def wrap(self, content: Sequence[int]) -> np.ndarray:
         """Content token ids with the model's special tokens around them."""
@@ -166,15 +199,18 @@ class MaskedLM:
 
     @torch.inference_mode()
     def log_probs_at(
-        self, inputs: Sequence[np.ndarray], positions: Sequence[np.ndarray]
+        self, inputs: Sequence[np.ndarray], positions: Sequence[np.ndarray],
+        contexts: Sequence[np.ndarray] | None = None,
     ) -> list[torch.Tensor]:
         """For each input, log-softmax over the vocabulary at the given positions: (n_i, vocab).
 
         Inputs of different lengths are padded to the longest (callers sort by length to keep
-        padding small).
+        padding small). With memory (:attr:`rmt`), ``contexts`` are the content tokens upstream
+        of each input, read through memory first; inputs are padded to the full segment as in
+        training (BigBird would otherwise fall back to full attention on short inputs).
         """
         lengths = [len(x) for x in inputs]
-        width = max(lengths)
+        width = max(lengths) if self.rmt is None else self.max_tokens
         ids = torch.full((len(inputs), width), self.special.pad, dtype=torch.long)
         mask = torch.zeros((len(inputs), width), dtype=torch.long)
         for row, x in enumerate(inputs):
@@ -185,6 +221,12 @@ class MaskedLM:
                           enumerate(positions)]).to(self.device)
         cols = torch.cat([torch.as_tensor(np.asarray(p, dtype=np.int64)) for p in positions]).to(
             self.device)
+        if self.rmt is not None:
+            memory = self._memories(contexts if contexts is not None else
+                                    [np.zeros(0, np.int64)] * len(inputs))
+            with self._autocast():
+                logp = self.rmt.log_probs_in_segment(ids, mask, memory, rows, cols).cpu()
+            return list(torch.split(logp, [len(p) for p in positions]))
         with self._autocast():
             if self._split is not None:
                 encoder, head = self._split

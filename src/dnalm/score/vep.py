@@ -89,6 +89,7 @@ class _Plan:
     """De-duplicated forward passes and the log-probabilities each variant reads from them."""
 
     inputs: list[np.ndarray] = field(default_factory=list)
+    contexts: list[np.ndarray | None] = field(default_factory=list)
     positions: list[list[int]] = field(default_factory=list)
     _index: dict[bytes, int] = field(default_factory=dict)
     _pos_index: list[dict[int, int]] = field(default_factory=list)
@@ -98,13 +99,15 @@ class _Plan:
     read_target: list[int] = field(default_factory=list)
     read_sign: list[float] = field(default_factory=list)
 
-    def add_pass(self, ids: np.ndarray) -> int:
-        key = ids.tobytes()
+    def add_pass(self, ids: np.ndarray, context: np.ndarray | None = None) -> int:
+        """The index of the pass over ``ids`` (read after ``context`` through memory, if any)."""
+        key = ids.tobytes() if context is None else ids.tobytes() + b"|" + context.tobytes()
         index = self._index.get(key)
         if index is None:
             index = len(self.inputs)
             self._index[key] = index
             self.inputs.append(ids)
+            self.contexts.append(context)
             self.positions.append([])
             self._pos_index.append({})
         return index
@@ -217,9 +220,15 @@ def score_variants(
     modes: dict[int, str] = {}
     spans: dict[int, tuple[int, int]] = {}
     n_targets = len(ok) * len(strands)
-    for strand_index, (_, refs, alts) in enumerate(strands):
+    if lm.context_tokens:
+        log.info("memory model: each window also reads up to %d upstream tokens through its "
+                 "recurrent memory", lm.context_tokens)
+    for strand_index, (name, refs, alts) in enumerate(strands):
         deltas = (sub["alt"].str.len() - sub["ref"].str.len()).to_numpy()
-        _plan_strand(lm, plan, refs, alts, deltas, cfg, strand_index, len(ok), notes, modes, spans)
+        contexts = (_upstream_contexts(lm, genome, sub["genome_contig"], win, lengths,
+                                       reverse=name == "rev") if lm.context_tokens else None)
+        _plan_strand(lm, plan, refs, alts, deltas, cfg, strand_index, len(ok), notes, modes, spans,
+                     contexts)
     totals = _execute(lm, plan, n_targets, cfg.batch_size)
     per_strand = totals.reshape(len(strands), len(ok))
     failed = np.zeros(len(ok), dtype=bool)
@@ -265,6 +274,46 @@ def _window_sequences(genome: Genome, sub: pd.DataFrame, win: _Windows) -> tuple
     return refs, alts
 
 
+def context_bp(lm: MaskedLM, tokens: int) -> int:
+    """Bases that give at least ``tokens`` tokens with the model's tokenizer (BPE: generous)."""
+    kind, k = lm.tokenizer.kind, lm.tokenizer.k or 1
+    if kind == "char":
+        return tokens
+    if kind == "kmer":
+        return tokens + k - 1
+    if kind == "nt_kmer":
+        return tokens * k
+    return tokens * 12  # BPE: DNA tokens average 4-9 bp; the surplus is cut after tokenizing
+
+
+def _upstream_contexts(lm: MaskedLM, genome: Genome, contigs, win: _Windows,
+                       contig_lengths: np.ndarray, *, reverse: bool) -> list[np.ndarray]:
+    """Token ids of the sequence read before each window (``lm.context_tokens`` at most).
+
+    Forward strand: the bases left of the window. Reverse strand (``average_strands``): the
+    window is read reverse-complemented, so its upstream is the reverse complement of the bases
+    right of it. Reference alleles (the variant lies in the window itself).
+    """
+    span = context_bp(lm, lm.context_tokens)
+    spans = []
+    for contig, ws, we, n in zip(contigs, win.starts, win.ends, contig_lengths, strict=True):
+        lo, hi = (int(we), min(int(n), int(we) + span)) if reverse else (max(0, int(ws) - span),
+                                                                         int(ws))
+        spans.append((contig, lo, hi))
+    sequences = {}
+    for contig, lo, hi in dict.fromkeys(spans):
+        seq = genome.fetch(contig, lo, hi).upper() if hi > lo else ""
+        sequences[(contig, lo, hi)] = reverse_complement(seq) if reverse else seq
+    tokens = _encode(lm, list(dict.fromkeys(sequences.values())))
+    empty = np.zeros(0, dtype=np.int64)
+    out = []
+    for key in spans:
+        seq = sequences[key]
+        ids = np.asarray(tokens[seq][0], dtype=np.int64) if seq else empty
+        out.append(ids[len(ids) - lm.context_tokens :] if len(ids) > lm.context_tokens else ids)
+    return out
+
+
 def _encode(lm: MaskedLM, sequences: Sequence[str]):
     unique = list(dict.fromkeys(sequences))
     batch = lm.tokenizer.encode_batch(unique)
@@ -275,7 +324,8 @@ def _encode(lm: MaskedLM, sequences: Sequence[str]):
     return rows
 
 
-def _plan_strand(lm, plan, refs, alts, deltas, cfg, strand, n, notes, modes, spans) -> None:
+def _plan_strand(lm, plan, refs, alts, deltas, cfg, strand, n, notes, modes, spans,
+                 contexts=None) -> None:
     ref_tokens = _encode(lm, refs)
     alt_tokens = _encode(lm, alts)
     mask = lm.special.mask
@@ -302,39 +352,41 @@ def _plan_strand(lm, plan, refs, alts, deltas, cfg, strand, n, notes, modes, spa
         a_tok = a_ids[prefix : prefix + n_a]
         if strand == 0:
             spans[i] = (n_r, n_a)
+        context = None if contexts is None else contexts[i]
         mode = cfg.mode
         if mode == "wt-marginal" and n_r != n_a:
             mode = "masked-marginal"
             notes.setdefault(i, "wt-marginal needs equal token spans: scored masked-marginal")
             modes[i] = mode
         if mode == "pll":
-            _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, cfg.pll_flank, target)
+            _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, cfg.pll_flank, target,
+                      context)
         elif mode == "wt-marginal":
-            p = plan.add_pass(lm.wrap(ref_in))
+            p = plan.add_pass(lm.wrap(ref_in), context)
             for pos, rt, at in zip(r_pos, r_tok, a_tok, strict=True):
                 plan.read(p, int(pos), int(at), target, 1.0)
                 plan.read(p, int(pos), int(rt), target, -1.0)
         elif n_r == n_a:
             masked = lm.wrap(ref_in)
             masked[r_pos] = mask
-            p = plan.add_pass(masked)
+            p = plan.add_pass(masked, context)
             for pos, rt, at in zip(r_pos, r_tok, a_tok, strict=True):
                 plan.read(p, int(pos), int(at), target, 1.0)
                 plan.read(p, int(pos), int(rt), target, -1.0)
         else:
             masked_ref = lm.wrap(ref_in)
             masked_ref[r_pos] = mask
-            p_ref = plan.add_pass(masked_ref)
+            p_ref = plan.add_pass(masked_ref, context)
             for pos, rt in zip(r_pos, r_tok, strict=True):
                 plan.read(p_ref, int(pos), int(rt), target, -1.0)
             masked_alt = lm.wrap(alt_in)
             masked_alt[a_pos] = mask
-            p_alt = plan.add_pass(masked_alt)
+            p_alt = plan.add_pass(masked_alt, context)
             for pos, at in zip(a_pos, a_tok, strict=True):
                 plan.read(p_alt, int(pos), int(at), target, 1.0)
 
 
-def _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, flank, target) -> None:
+def _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, flank, target, context=None) -> None:
     """PLL(alt) - PLL(ref): mask each (nearby) content token in turn, read its own id."""
     offset = len(lm.special.prefix)
     mask = lm.special.mask
@@ -346,7 +398,7 @@ def _plan_pll(lm, plan, ref_in, alt_in, keep_l, n_r, n_a, flank, target) -> None
         for j in range(lo, hi):
             masked = wrapped.copy()
             masked[offset + j] = mask
-            p = plan.add_pass(masked)
+            p = plan.add_pass(masked, context)
             plan.read(p, offset + j, int(tokens[j]), target, sign)
 
 
@@ -359,8 +411,9 @@ def _execute(lm: MaskedLM, plan: _Plan, n_targets: int, batch_size: int) -> np.n
     batches = range(0, len(order), batch_size)
     for b in progress(batches, desc="forward passes", logger=log, unit="batch"):
         chunk = order[b : b + batch_size]
+        contexts = [plan.contexts[i] for i in chunk] if lm.rmt is not None else None
         results = lm.log_probs_at([plan.inputs[i] for i in chunk],
-                                  [plan.positions[i] for i in chunk])
+                                  [plan.positions[i] for i in chunk], contexts)
         for i, res in zip(chunk, results, strict=True):
             logps[i] = res.numpy()
     totals = np.zeros(n_targets, dtype=np.float64)

@@ -108,7 +108,7 @@ def stream_config(
     block_sparse = config.preset == "gena"
     batch = config.batch_size if training else (config.val_batch_size or config.batch_size)
     return StreamConfig(
-        max_length=int(config.max_length or 0),
+        max_length=config.row_length,
         batch_size=batch,
         cls_id=tok.cls_id,
         sep_id=tok.sep_id,
@@ -144,6 +144,7 @@ def autocast_context(config: PretrainConfig, device: torch.device) -> Callable[[
 
 def restore_block_sparse(model: torch.nn.Module) -> None:
     """Undo BigBird's sticky fallback to full attention after a short input (see presets)."""
+    model = getattr(model, "mlm", model)  # the masked LM inside an RMTForMaskedLM
     base = getattr(model, "bert", None)
     wanted = getattr(getattr(model, "config", None), "attention_type", None)
     if base is not None and wanted and getattr(base, "attention_type", wanted) != wanted:

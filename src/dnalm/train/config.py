@@ -19,6 +19,8 @@ from dnalm.models.presets import PRESETS, SIZES
 from dnalm.train.data import LONG_CHUNK_POLICIES
 
 SCHEDULES = ("linear", "constant")
+#: Defaults of the ``rmt`` block (see :class:`dnalm.models.rmt.RMTForMaskedLM`).
+RMT_DEFAULTS = {"num_mem_tokens": 10, "segments": 2, "bptt_depth": -1}
 PRECISIONS = ("auto", "bf16", "fp32")
 
 #: Keys that may change between segments without invalidating the finished ones. ``total_steps``
@@ -50,6 +52,9 @@ class PretrainConfig:
     max_length: int | None = None
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
     attn_implementation: str | None = None
+    #: Recurrent memory (GENA-LM's RMT) during pretraining: ``{num_mem_tokens, segments,
+    #: bptt_depth}``. Rows then hold ``segments`` model windows; empty: no memory.
+    rmt: Mapping[str, Any] = field(default_factory=dict)
     # optimisation
     batch_size: int = 32
     grad_accum: int = 1
@@ -104,6 +109,7 @@ class PretrainConfig:
         """Plain dict (JSON/YAML/torch.save friendly)."""
         out = dataclasses.asdict(self)
         out["model_overrides"] = dict(self.model_overrides)
+        out["rmt"] = dict(self.rmt)
         return out
 
     def replace(self, **changes: Any) -> PretrainConfig:
@@ -134,6 +140,40 @@ class PretrainConfig:
             raise ConfigError(f"long_chunks must be one of {', '.join(LONG_CHUNK_POLICIES)}")
         if self.val_batch_size is not None and self.val_batch_size < 1:
             raise ConfigError("val_batch_size must be >= 1")
+        if self.rmt:
+            self.rmt_settings  # noqa: B018  (validates)
+
+    @property
+    def rmt_settings(self) -> dict[str, int] | None:
+        """The ``rmt`` block with defaults filled in and checked (None: no memory)."""
+        if not self.rmt:
+            return None
+        unknown = sorted(set(self.rmt) - set(RMT_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"unknown rmt option(s): {', '.join(unknown)}; valid: "
+                              f"{', '.join(RMT_DEFAULTS)}")
+        values = {**RMT_DEFAULTS, **self.rmt}
+        try:
+            values = {k: int(v) for k, v in values.items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"rmt options must be integers, got {dict(self.rmt)}") from None
+        if values["num_mem_tokens"] < 1:
+            raise ConfigError("rmt num_mem_tokens must be >= 1")
+        if values["segments"] < 2:
+            raise ConfigError("rmt segments must be >= 2 (one segment has nothing to remember)")
+        if values["bptt_depth"] != -1 and values["bptt_depth"] < 1:
+            raise ConfigError("rmt bptt_depth must be -1 (all segments) or >= 1")
+        return values
+
+    @property
+    def row_length(self) -> int:
+        """Tokens per training row: ``max_length``, or with memory ``segments`` windows of
+        content (each window loses its memory slots and 3 special tokens) plus [CLS]/[SEP]."""
+        length = int(self.max_length or 0)
+        rmt = self.rmt_settings
+        if rmt is None:
+            return length
+        return rmt["segments"] * (length - rmt["num_mem_tokens"] - 3) + 2
 
     @property
     def num_segments(self) -> int:

@@ -91,7 +91,7 @@ def evaluate_model_dir(
     config = PretrainConfig.from_dict({
         "preset": meta["preset"], "size": meta.get("size", "tiny"),
         "max_length": meta["max_length"], "batch_size": batch_size,
-        "val_max_batches": max_batches, "seed": seed,
+        "val_max_batches": max_batches, "seed": seed, "rmt": meta.get("rmt") or {},
     })
     tok = load_tokenizer_info(model_dir)
     device = torch.device("cuda", 0) if gpus and torch.cuda.is_available() else torch.device("cpu")

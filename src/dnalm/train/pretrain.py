@@ -69,6 +69,7 @@ from dnalm.models.presets import (
     load_tokenizer_info,
     resolve_max_length,
 )
+from dnalm.models.rmt import RMTForMaskedLM, encoder_config
 from dnalm.models.saving import load_model_dir, save_model_dir
 from dnalm.train import distributed
 from dnalm.train.checkpoint import (
@@ -187,11 +188,22 @@ def _prepare_model(
         )
     else:
         model = load_model_dir(previous, attn_implementation=config.attn_implementation)
-    if model.config.vocab_size < tok.vocab_size:
+    vocab = encoder_config(model).vocab_size
+    if vocab < tok.vocab_size:
         raise ConfigError(
-            f"the model's vocabulary ({model.config.vocab_size}) is smaller than the tokenizer's "
-            f"({tok.vocab_size})"
+            f"the model's vocabulary ({vocab}) is smaller than the tokenizer's ({tok.vocab_size})"
         )
+    rmt = config.rmt_settings
+    if rmt is not None and not isinstance(model, RMTForMaskedLM):
+        model = RMTForMaskedLM.wrap(
+            model, num_mem_tokens=rmt["num_mem_tokens"], max_n_segments=rmt["segments"],
+            bptt_depth=rmt["bptt_depth"], cls_token_id=tok.cls_id, sep_token_id=tok.sep_id,
+            pad_token_id=tok.pad_id,
+            attn_implementation=config.attn_implementation
+            or get_preset(config.preset).attn_implementation)
+        log.info("recurrent memory: %d memory tokens, rows of %d segments x %d tokens (%d "
+                 "content tokens per row)", rmt["num_mem_tokens"], rmt["segments"],
+                 model.config.segment_size, model.config.max_content_tokens)
     return model
 
 
@@ -345,6 +357,8 @@ def _save_segment(
         "step": info["end_step"],
         "parameters": count_parameters(model),
     }
+    if config.rmt_settings is not None:
+        meta["rmt"] = config.rmt_settings
     with atomic_dir(out_dir) as tmp:
         save_model_dir(model, tokenizer_dir, tmp, meta)
         save_trainer_state(tmp / TRAINER_STATE, trainer_state)
@@ -442,7 +456,7 @@ def _setup(
         # ModernBERT: run the decoder only on masked positions (~7x less decoder work). This is an
         # attribute of the instance; the saved config keeps dense logits for downstream use.
         model.sparse_prediction = True
-    unused = freeze_unused_parameters(model, tok, env.device, int(config.max_length or 0))
+    unused = freeze_unused_parameters(model, tok, env.device, config.row_length)
     if unused:
         log.info("not trained (unused by the masked-LM loss): %s", ", ".join(unused))
     optimizer = make_optimizer(model, config)
@@ -472,7 +486,7 @@ def _validate(run: _Segment) -> dict[str, float]:
 def _train(run: _Segment) -> dict[str, Any]:
     """The optimizer steps of the segment; returns every process's RNG state at the end."""
     train_model = _wrap(run.model, run.env, run.config.compile)
-    flops_token = flops_per_token(run.model.config, int(run.config.max_length or 0))
+    flops_token = flops_per_token(encoder_config(run.model), int(run.config.max_length or 0))
     if run.state is not None:  # last, so nothing above can shift the random streams
         restore_rng(run.state["rng"][run.env.rank], run.env.device)
     log.info("segment %d: steps %d..%d on %s x%d", run.segment, run.start, run.end,

@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 
 from dnalm.errors import ConfigError
 from dnalm.models.presets import TokenizerInfo, count_parameters
+from dnalm.models.rmt import encoder_config, encoder_position_limit
 from dnalm.train.checkpoint import preserved_rng
 from dnalm.train.collator import IGNORE_INDEX
 from dnalm.train.components import forward_loss, restore_block_sparse
@@ -54,9 +55,9 @@ def estimate_training_bytes(model: PreTrainedModel, batch_size: int, seq_len: in
     16-bit, doubled for fp32; only used to refuse batches that are grossly too large on CPU,
     where running out of memory kills the process instead of raising.
     """
-    cfg = model.config
+    cfg = encoder_config(model)
     hidden, layers, heads = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads
-    context = seq_len
+    context = min(seq_len, encoder_position_limit(cfg) or seq_len)  # RMT: one segment at a time
     if getattr(cfg, "attention_type", None) == "block_sparse":
         context = min(seq_len, (5 + 2 * cfg.num_random_blocks) * cfg.block_size)
     per_layer = seq_len * batch_size * hidden * (34 + 5 * heads * context / hidden)
@@ -78,7 +79,7 @@ def probe_memory(
     ``batch_size x max_length`` batch is run (weights and RNGs untouched) and its peak, plus the
     AdamW moments not yet allocated, is compared with the device's memory.
     """
-    length = int(config.max_length or 0)
+    length = config.row_length
     hint = "lower batch_size (raise grad_accum to keep the effective batch) or max_length"
     if env.device.type == "cpu":
         need = estimate_training_bytes(model, config.batch_size, length)
