@@ -1,4 +1,8 @@
-"""Recurrent Memory Transformer (RMT): classify sequences far longer than an encoder's window.
+"""Recurrent Memory Transformer (RMT): model sequences far longer than an encoder's window.
+
+Two models share the segmentation and the recurrence: :class:`RMTForSequenceClassification`
+(fine-tuning on long sequences) and :class:`RMTForMaskedLM` (pretraining with memory, and
+zero-shot variant scores whose window reads the segments upstream of it through memory).
 
 GENA-LM reaches 36 kb with BigBird at 4,096 tokens and goes further with RMT (Bulatov et al.
 2022; GENA-LM 2023): the long input is cut into segments, each segment carries ``m`` memory
@@ -688,7 +692,7 @@ def long_context_embeddings(model: RMTForSequenceClassification, input_ids: torc
     The pooled state the classifier reads: the last segment's [CLS] (or memory mean), which
     attends to the memory carried from every earlier segment. Variant context beyond one window
     can be compared with it: ``1 - cos(embed(ref), embed(alt))`` over a context of up to
-    ``max_n_segments`` windows. (The masked-LM scores of :mod:`dnalm.score` stay single-window.)
+    ``max_n_segments`` windows. (Masked-LM scores with memory come from :class:`RMTForMaskedLM`.)
     """
     was_training = model.training
     model.eval()
@@ -708,7 +712,8 @@ def embedding_shift(model: RMTForSequenceClassification, ref_ids: torch.Tensor,
     ``alt_ids`` are the same long region (``(batch, length)``, equal lengths, same mask) with
     the reference and the alternative allele. A variant in an early segment can only move the
     result through the memory; with ``num_mem_tokens=0`` it moves nothing unless it falls in the
-    last segment. This is a function for callers, not (yet) a mode of ``dnalm score``.
+    last segment. A function for callers of fine-tuned RMT classifiers; the zero-shot scores of
+    ``dnalm score-variants`` use a memory-pretrained :class:`RMTForMaskedLM` instead.
     """
     both = torch.cat([ref_ids, alt_ids], dim=0)
     mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask], dim=0)
