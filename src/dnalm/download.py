@@ -22,6 +22,7 @@ import urllib3
 
 from dnalm.errors import DownloadError
 from dnalm.io import atomic_file
+from dnalm.logs import Progress
 from dnalm.sources import Source, find_ncbi_assembly_dir, ncbi_file_url
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ class _Transient(Exception):
     """A failure worth retrying."""
 
 
+def _bar(url: str, length: str | None) -> Progress:
+    """Download progress in bytes: a bar on a terminal, a log line every 10 %."""
+    total = int(length) if length and length.isdigit() else None
+    return Progress(total, desc=f"downloading {url.rsplit('/', 1)[-1]}", logger=log, unit="B",
+                    unit_scale=True)
+
+
 def _http_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes], None]) -> int:
     try:
         with requests.get(url, stream=True, timeout=timeout) as response:
@@ -43,11 +51,12 @@ def _http_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes
                 raise DownloadError(f"HTTP {response.status_code} {response.reason} for {url}")
             expected = response.headers.get("Content-Length")
             written = 0
-            with open(dest, "wb") as out:
+            with _bar(url, expected) as bar, open(dest, "wb") as out:
                 for piece in response.raw.stream(CHUNK_BYTES, decode_content=False):
                     out.write(piece)
                     on_bytes(piece)
                     written += len(piece)
+                    bar.update(len(piece))
             if expected is not None and written != int(expected):
                 raise _Transient(f"connection closed after {written} of {expected} bytes")
             return written
@@ -60,12 +69,15 @@ def _http_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes
 
 def _ftp_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes], None]) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
+        with (urllib.request.urlopen(url, timeout=timeout) as response,
+              _bar(url, response.headers.get("Content-Length")) as bar,
+              open(dest, "wb") as out):
             written = 0
             while piece := response.read(CHUNK_BYTES):
                 out.write(piece)
                 on_bytes(piece)
                 written += len(piece)
+                bar.update(len(piece))
             return written
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise _Transient(str(exc)[:200]) from exc

@@ -50,24 +50,80 @@ def run_script(sm: object, main: Callable[[object], object]) -> None:
         raise
 
 
+class Progress:
+    """Progress of a long step counted in units (shards, batches, bytes): a tqdm bar on an
+    interactive terminal, and a log line at every 10 % of ``total`` (or every ``interval``
+    seconds when the total is unknown), so that Snakemake logs, which are files, and ``dnalm``
+    commands on any terminal show how far a long step got and how fast.
+
+    Use as a context manager and call :meth:`update` with the units just done.
+    """
+
+    def __init__(
+        self, total: int | None, *, desc: str, logger: logging.Logger, unit: str = "it",
+        unit_scale: bool = False, interval: float = 30.0,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.total = total or None
+        self.desc, self.logger, self.unit = desc, logger, unit
+        self.unit_scale, self.interval = unit_scale, interval
+        self.done = 0
+        self.began = self.last_line = time.perf_counter()
+        self.next_mark = 0.1
+        self.bar = tqdm(total=self.total, desc=desc, unit=unit, unit_scale=unit_scale,
+                        disable=not sys.stderr.isatty(), mininterval=1.0, leave=False)
+
+    def _scaled(self, value: float) -> str:
+        for prefix in ("", "k", "M", "G", "T"):
+            if abs(value) < 1000 or prefix == "T":
+                return f"{value:.1f} {prefix}{self.unit}" if prefix else f"{value:.0f} {self.unit}"
+            value /= 1000
+        raise AssertionError("unreachable")
+
+    def _line(self) -> None:
+        now = time.perf_counter()
+        self.last_line = now
+        rate = self.done / max(now - self.began, 1e-9)
+        if self.unit_scale:
+            done, speed = self._scaled(self.done), f"{self._scaled(rate)}/s"
+            total = f"/{self._scaled(self.total)}" if self.total else ""
+        else:
+            done, speed = f"{self.done:,}", f"{rate:,.1f} {self.unit}/s"
+            total = f"/{self.total:,} {self.unit}" if self.total else f" {self.unit}"
+        share = f"{100 * self.done / self.total:.0f}%, " if self.total else ""
+        self.logger.info("%s: %s%s (%s%s)", self.desc, done, total, share, speed)
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more units done."""
+        self.done += n
+        self.bar.update(n)
+        if self.total:
+            if self.done / self.total >= self.next_mark:
+                self._line()
+                while self.next_mark <= self.done / self.total:
+                    self.next_mark += 0.1
+        elif time.perf_counter() - self.last_line >= self.interval:
+            self._line()
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def progress(
     items: Iterable[T], *, total: int | None = None, desc: str, logger: logging.Logger,
     unit: str = "it",
 ) -> Iterator[T]:
-    """Iterate with progress: a tqdm bar on an interactive terminal, and a log line at every
-    10 % (so Snakemake logs, which are files, show how far a long step got and how fast)."""
-    from tqdm import tqdm
-
+    """Iterate with progress (see :class:`Progress`): a tqdm bar on an interactive terminal, and
+    a log line at every 10 %."""
     total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
-    bar = tqdm(items, total=total, desc=desc, unit=unit, disable=not sys.stderr.isatty(),
-               mininterval=1.0, leave=False)
-    began = time.perf_counter()
-    next_mark = 0.1
-    for done, item in enumerate(bar, start=1):
-        yield item
-        if total and done / total >= next_mark:
-            rate = done / max(time.perf_counter() - began, 1e-9)
-            logger.info("%s: %d/%d %s (%.0f%%, %.1f %s/s)", desc, done, total, unit,
-                        100 * done / total, rate, unit)
-            while next_mark <= done / total:
-                next_mark += 0.1
+    with Progress(total, desc=desc, logger=logger, unit=unit) as bar:
+        for item in items:
+            yield item
+            bar.update()

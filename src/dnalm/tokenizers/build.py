@@ -39,6 +39,7 @@ import importlib.metadata
 import itertools
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -150,8 +151,11 @@ def train_bpe(spec: TokenizerSpec, train_parts: Sequence[str | Path]) -> tuple[T
         # N is always in the vocabulary, even when the sample has none
         initial_alphabet=list(ALPHABET),
         max_token_length=spec.max_token_length,
-        show_progress=False,
+        # the library's own bar, on an interactive terminal only (it does not go to logs)
+        show_progress=sys.stderr.isatty(),
     )
+    log.info("BPE: learning %d tokens from %d bp in %d pieces", spec.vocab_size, sample.bases,
+             len(sample.pieces))
     began = time.perf_counter()
     tokenizer.train_from_iterator(sample.pieces, trainer=trainer, length=len(sample.pieces))
     seconds = time.perf_counter() - began

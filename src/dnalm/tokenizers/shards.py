@@ -57,6 +57,7 @@ from dnalm.io import (
     list_parts,
     part_name,
 )
+from dnalm.logs import progress
 from dnalm.tokenizers.encode import DnaTokenizer, TokenizedBatch
 
 log = logging.getLogger(__name__)
@@ -193,18 +194,21 @@ def _run_part(args: tuple[str, str, int]) -> PartSummary:
 
 
 def _run_jobs(tokenizer: DnaTokenizer, jobs: list[tuple[str, str, int]], workers: int,
-              ) -> list[PartSummary]:
-    """Run the shard jobs in ``workers`` forked processes (or in this one when 1)."""
+              desc: str = "tokenizing") -> list[PartSummary]:
+    """Run the shard jobs in ``workers`` forked processes (or in this one when 1), with
+    progress (a bar on a terminal, a log line every 10 % of the shards)."""
     global _ACTIVE
     _ACTIVE = tokenizer
     try:
         if workers == 1:
             with _serial_tokenizers():
-                return [_run_part(job) for job in jobs]
+                return [_run_part(job)
+                        for job in progress(jobs, desc=desc, logger=log, unit="shard")]
         # fork: workers must not re-import a Snakemake script, as spawn/forkserver would
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-            return list(pool.map(_run_part, jobs, chunksize=1))
+            return list(progress(pool.map(_run_part, jobs, chunksize=1), total=len(jobs),
+                                 desc=desc, logger=log, unit="shard"))
     finally:
         _ACTIVE = None
 
@@ -250,7 +254,7 @@ def tokenize_shards(
     with atomic_dir(out) as tmp:
         jobs = _jobs(chunks, tmp, batch_bp)
         workers = max(1, min(threads, len(jobs)))
-        parts = _run_jobs(tokenizer, jobs, workers)
+        parts = _run_jobs(tokenizer, jobs, workers, desc=f"tokenizing {chunks} ({tokenizer.kind})")
         totals = _totals(parts, tmp)
         report = {"tokenizer": str(tok_dir), "kind": tokenizer.kind,
                   "vocab_size": tokenizer.vocab_size, "chunks": str(chunks.resolve()),

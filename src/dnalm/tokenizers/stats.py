@@ -16,6 +16,7 @@ Written as a one-row Parquet (easy to concatenate across tokenizers) and a PNG.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ import pyarrow.parquet as pq
 
 from dnalm.errors import InputFormatError
 from dnalm.io import atomic_file, write_table
+from dnalm.logs import progress
 from dnalm.tokenizers.encode import DnaTokenizer
 from dnalm.tokenizers.shards import DEFAULT_BATCH_BP, batch_rows
+
+log = logging.getLogger(__name__)
 
 TOP_TOKENS = 20
 
@@ -56,7 +60,7 @@ def count_tokens(tokenizer: DnaTokenizer, parts: Sequence[str | Path], *,
                  batch_bp: int = DEFAULT_BATCH_BP) -> _Counter:
     """Tokenize the forward-strand chunks of ``parts`` batch by batch and count."""
     counter = _Counter(tokenizer.vocab_size)
-    for path in parts:
+    for path in progress(parts, desc="tokenizer statistics", logger=log, unit="shard"):
         try:
             pf = pq.ParquetFile(path)
         except (OSError, pa.ArrowException) as exc:
