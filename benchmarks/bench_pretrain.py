@@ -33,7 +33,9 @@ Throughput counts only non-padding tokens ([CLS]/[SEP] included), over the steps
 ``--warmup-steps`` (wall-clock time between the end of the warm-up step and the end of the last
 step, data loading, masking and optimizer included). Padding waste is the fraction of positions
 in the model's input that are padding. On CUDA, MFU = 6N + 12LHT FLOPs per useful token (see
-``dnalm.train.metrics.flops_per_token``) x tokens/s / peak bf16 FLOP/s.
+``dnalm.train.metrics.flops_per_token``) x tokens/s / peak bf16 FLOP/s, and every result also
+records ``peak_cuda_mib`` (``torch.cuda.max_memory_allocated`` over that run, dnalm's start-up
+memory probe included).
 """
 
 from __future__ import annotations
@@ -99,6 +101,19 @@ def prepare_data(workdir: Path, *, min_bp: int, max_bp: int, vocab: int) -> dict
     }
 
 
+def _reset_peak(args: argparse.Namespace) -> None:
+    if args.gpus and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(0)
+
+
+def _peak_mib(args: argparse.Namespace) -> float | None:
+    """Peak GPU memory allocated by torch since the last reset (None on the CPU)."""
+    if args.gpus and torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated(0) / 2**20
+    return None
+
+
 def _rate(tokens: list[float], times: list[float], warmup: int) -> float:
     """Tokens per second over steps ``warmup+1..n`` from cumulative per-step counts/times."""
     return (tokens[-1] - tokens[warmup - 1]) / (times[-1] - times[warmup - 1])
@@ -113,6 +128,7 @@ def run_dnalm(data: dict, args: argparse.Namespace, size: str, packing: bool,
         seed=args.seed,
     )
     out = workdir / f"dnalm-{size}-{packing}"
+    _reset_peak(args)
     run_segment(config, tokenizer_dir=data["tokenizer"], train_dirs=[data["train"]],
                 validation_dirs=[], segment=0, previous_checkpoint=None,
                 out_dir=out, threads=args.threads, gpus=args.gpus)
@@ -120,7 +136,7 @@ def run_dnalm(data: dict, args: argparse.Namespace, size: str, packing: bool,
     rate = _rate([r["tokens"] for r in rows], [r["elapsed_s"] for r in rows], args.warmup_steps)
     mfus = [r["mfu"] for r in rows[args.warmup_steps:] if r["mfu"] is not None]
     return {"tokens_per_s": rate, "padding_waste": _dnalm_waste(data, config, args.steps),
-            "mfu": statistics.median(mfus) if mfus else None}
+            "mfu": statistics.median(mfus) if mfus else None, "peak_cuda_mib": _peak_mib(args)}
 
 
 def _dnalm_waste(data: dict, config: PretrainConfig, steps: int) -> float:
@@ -178,6 +194,7 @@ def run_trainer(data: dict, args: argparse.Namespace, size: str, workdir: Path,
         use_cpu=args.gpus == 0, bf16=args.gpus > 0, dataloader_num_workers=0,
         disable_tqdm=True, seed=args.seed,
     )
+    _reset_peak(args)
     trainer = Trainer(model=model, args=training, train_dataset=dataset,
                       data_collator=collator, callbacks=[timer])
     trainer.train()
@@ -189,7 +206,8 @@ def run_trainer(data: dict, args: argparse.Namespace, size: str, workdir: Path,
         peak = peak_flops(torch.cuda.get_device_name(0))
         if peak:
             mfu = flops_per_token(model.config, args.max_length) * rate / peak
-    return {"tokens_per_s": rate, "padding_waste": waste, "mfu": mfu}
+    return {"tokens_per_s": rate, "padding_waste": waste, "mfu": mfu,
+            "peak_cuda_mib": _peak_mib(args)}
 
 
 def _versions() -> dict[str, str]:

@@ -18,13 +18,20 @@ Same model, same windows, same variants for every scorer, in one run:
 
 Also saturation mutagenesis of a region: dnalm wt-marginal (tiled windows, one pass per window)
 against naive masked-marginal (one unbatched masked pass per position).
+
+On a GPU (``--device cuda``) every scorer runs on the card in bf16 autocast (dnalm's
+``MaskedLM`` does this itself; the naive loop and the floor use the same autocast), a short
+untimed warm-up runs first, and timings synchronise the device. ``--repeats`` times the dnalm
+scorer and the floor several times and reports the median.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +54,20 @@ SIZES = {
     # the peers' test bed: hidden 256, 4 layers, 4 heads, intermediate 1024 (3.5M parameters)
     "small": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
               "intermediate_size": 1024},
+    # BERT-base shape (hidden 768, 12 layers, 12 heads, intermediate 3072; ~86M parameters)
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+             "intermediate_size": 3072},
 }
+
+
+def _sync(lm: MaskedLM) -> None:
+    if lm.device.type == "cuda":
+        torch.cuda.synchronize(lm.device)
+
+
+def _autocast(lm: MaskedLM) -> contextlib.AbstractContextManager:
+    """The same autocast MaskedLM uses (bf16 on CUDA, none on the CPU)."""
+    return lm._autocast()
 
 
 def make_model(out: Path, size: str, tokenizer_dir: Path, max_positions: int) -> Path:
@@ -77,13 +97,13 @@ def naive_scores(lm: MaskedLM, genome: Genome, variants: pd.DataFrame, window: i
         p = int(row.start - ws)
         total = 0.0
         for allele, sign in ((row.alt, 1.0), (row.ref, -1.0)):
-            x = hf_tokenizer(seq, return_tensors="pt")["input_ids"]
+            x = hf_tokenizer(seq, return_tensors="pt")["input_ids"].to(lm.device)
             slot = p + 1
             target = hf_tokenizer.convert_tokens_to_ids(allele)
             x[0, slot] = hf_tokenizer.mask_token_id
-            with torch.inference_mode():
+            with torch.inference_mode(), _autocast(lm):
                 logits = model(input_ids=x).logits[0]
-            total += sign * float(torch.log_softmax(logits, -1)[slot, int(target)])
+            total += sign * float(torch.log_softmax(logits.float(), -1)[slot, int(target)])
         scores.append(total)
     return np.array(scores)
 
@@ -91,12 +111,14 @@ def naive_scores(lm: MaskedLM, genome: Genome, variants: pd.DataFrame, window: i
 def floor_seconds(lm: MaskedLM, n_windows: int, length: int, batch_size: int) -> float:
     """Encoder only, batched, for n windows of ``length`` tokens: the compute floor."""
     encoder = lm._split[0]
-    x = torch.randint(5, 9, (batch_size, length))
+    x = torch.randint(5, 9, (batch_size, length), device=lm.device)
     mask = torch.ones_like(x)
+    _sync(lm)
     t0 = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), _autocast(lm):
         for _ in range(0, n_windows, batch_size):
             encoder(input_ids=x, attention_mask=mask)
+    _sync(lm)
     return time.perf_counter() - t0
 
 
@@ -113,7 +135,10 @@ def run(args: argparse.Namespace) -> dict:
     build_tokenizer({"kind": "char"}, tokenizer_dir)
     frames = [read_variants(v) for v in args.vcf]
     results: dict = {"machine": platform.processor() or platform.machine(),
-                     "threads": args.threads, "torch": torch.__version__, "runs": []}
+                     "threads": args.threads, "torch": torch.__version__,
+                     "device": args.device, "batch_size": args.batch_size, "runs": []}
+    if args.device.startswith("cuda"):
+        results["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     with Genome(args.genome) as genome:
         variants = pd.concat(frames, ignore_index=True)
         variants = check_against_genome(variants, genome)
@@ -124,21 +149,33 @@ def run(args: argparse.Namespace) -> dict:
         window = args.window
         for size in args.sizes:
             model_dir = make_model(tmp / size, size, tokenizer_dir, max_positions=window + 2)
-            lm = MaskedLM(model_dir, device="cpu")
+            lm = MaskedLM(model_dir, device=args.device)
             n_params = sum(p.numel() for p in lm.model.parameters())
             cfg = ScoreConfig(window_bp=window, batch_size=args.batch_size)
-            ours, t_ours = timed(score_variants, lm, genome, variants, cfg)
             subset = variants.iloc[: args.naive_variants]
             hf_tok = AutoTokenizer.from_pretrained(model_dir)
+            if lm.device.type == "cuda":  # untimed warm-up: CUDA context, kernels, allocator
+                score_variants(lm, genome, variants.iloc[: 2 * args.batch_size], cfg)
+                naive_scores(lm, genome, subset.iloc[:2], window, hf_tok)
+                floor_seconds(lm, args.batch_size, window + 2, args.batch_size)
+                torch.cuda.reset_peak_memory_stats(lm.device)
+            t_ours_all = []
+            for _ in range(args.repeats):
+                ours, t = timed(score_variants, lm, genome, variants, cfg)
+                t_ours_all.append(t)
+            t_ours = statistics.median(t_ours_all)
             naive, t_naive = timed(naive_scores, lm, genome, subset, window, hf_tok)
             diff = float(np.max(np.abs(ours["score"].to_numpy()[: len(subset)] - naive)))
-            t_floor = floor_seconds(lm, len(variants), window + 2, args.batch_size)
+            t_floor = statistics.median(
+                floor_seconds(lm, len(variants), window + 2, args.batch_size)
+                for _ in range(args.repeats))
             run_ = {
                 "size": size, "parameters": n_params, "variants": len(variants),
                 "dnalm_variants_per_s": len(variants) / t_ours,
                 "naive_variants_per_s": len(subset) / t_naive,
                 "floor_variants_per_s": len(variants) / t_floor,
                 "max_abs_diff_vs_naive": diff,
+                "dnalm_seconds_all": t_ours_all,
             }
             run_["speedup"] = run_["dnalm_variants_per_s"] / run_["naive_variants_per_s"]
             run_["fraction_of_floor"] = run_["dnalm_variants_per_s"] / run_[
@@ -164,6 +201,8 @@ def run(args: argparse.Namespace) -> dict:
             run_["saturation_wt_positions_per_s"] = n_pos / t_wt
             run_["saturation_naive_masked_positions_per_s"] = naive_pos_per_s
             run_["saturation_speedup"] = (n_pos / t_wt) / naive_pos_per_s
+            if lm.device.type == "cuda":
+                run_["peak_cuda_mib"] = torch.cuda.max_memory_allocated(lm.device) / 2**20
             results["runs"].append(run_)
             print(json.dumps(run_, indent=1))
     return results
@@ -182,6 +221,10 @@ def main() -> None:
     parser.add_argument("--naive-variants", type=int, default=100)
     parser.add_argument("--saturation-bp", type=int, default=2000)
     parser.add_argument("--naive-saturation-positions", type=int, default=50)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default, as in RESULTS.md's CPU runs) or cuda")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed repeats of the dnalm scorer and the floor (median)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/bench_scoring.json"))
     args = parser.parse_args()
     results = run(args)
