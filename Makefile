@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 CORES ?= 2
+# test files run in parallel on this many workers (pytest-xdist; most workflow tests wait on
+# subprocesses, so 2 workers pay off even on 2 cores)
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dnalm-installed
 
@@ -23,7 +26,7 @@ run: $(STAMP)
 	@$(BIN)/python -m dnalm.results
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -85,3 +85,16 @@ def http_server(tmp_path: Path) -> Iterator[FileServer]:
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
+
+
+#: Test files that run the workflow for minutes, longest first. ``make test`` spreads files over
+#: two pytest-xdist workers in collection order (``--dist loadfile --no-loadscope-reorder``);
+#: starting the long ones first keeps one of them from being left alone at the end.
+SLOW_FILES = ("test_slurm.py", "test_workflow_demo.py", "test_incremental.py",
+              "test_workflow_long_context.py", "test_workflow_score.py", "test_readme.py",
+              "test_s3.py", "test_workflow_genome.py", "test_profiles.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: rest in order

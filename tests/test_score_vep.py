@@ -54,7 +54,7 @@ def test_equals_brute_force(setup, kind: str, mode: str) -> None:
     model_dir = tmp / f"model_{kind}"
     if not model_dir.exists():
         make_model(make_tokenizer(kind, tmp, fa), model_dir)
-    lm = MaskedLM(model_dir)
+    lm = MaskedLM(model_dir, device="cpu")
     window = {"char": 60, "kmer3": 60, "nt3": 120, "bpe": 80}[kind]
     with Genome(fa) as genome:
         checked = check_against_genome(_variants(seq), genome)
@@ -80,7 +80,7 @@ def test_pll_equals_brute_force(setup, kind: str) -> None:
     model_dir = tmp / f"model_{kind}"
     if not model_dir.exists():
         make_model(make_tokenizer(kind, tmp, fa), model_dir)
-    lm = MaskedLM(model_dir)
+    lm = MaskedLM(model_dir, device="cpu")
     frame = _variants(seq).iloc[[0, 3, 4]].reset_index(drop=True)  # SNV, insertion, deletion
     with Genome(fa) as genome:
         pll = score_variants(lm, genome, check_against_genome(frame, genome),
@@ -95,7 +95,7 @@ def test_strand_average(setup) -> None:
     model_dir = tmp / "model_char"
     if not model_dir.exists():
         make_model(make_tokenizer("char", tmp, fa), model_dir)
-    lm = MaskedLM(model_dir)
+    lm = MaskedLM(model_dir, device="cpu")
     frame = _variants(seq).iloc[[0, 3]].reset_index(drop=True)
     with Genome(fa) as genome:
         checked = check_against_genome(frame, genome)
@@ -116,7 +116,7 @@ def test_mnv_is_the_sum_over_jointly_masked_positions(setup) -> None:
     model_dir = tmp / "model_char"
     if not model_dir.exists():
         make_model(make_tokenizer("char", tmp, fa), model_dir)
-    lm = MaskedLM(model_dir)
+    lm = MaskedLM(model_dir, device="cpu")
     start, alt = 2199, "".join("A" if b != "A" else "C" for b in seq[2199:2202])
     frame = pd.DataFrame({"contig": ["chr7"], "pos": [start + 1], "ref": [seq[start:start + 3]],
                           "alt": [alt], "record": [0], "id": ["."]})

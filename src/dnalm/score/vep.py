@@ -243,13 +243,15 @@ def score_variants(
         out.loc[ok, "score"] = np.where(failed, np.nan, (fwd + rev) / 2)
     else:
         out.loc[ok, "score"] = np.where(failed, np.nan, fwd)
-    for i, note in notes.items():
-        out.loc[ok[i], "reason"] = note.removeprefix("skip:")
-    for i, mode in modes.items():
-        out.loc[ok[i], "mode"] = mode
-    for i, (r, a) in spans.items():
-        out.loc[ok[i], "masked_ref_tokens"] = r
-        out.loc[ok[i], "masked_alt_tokens"] = a
+    # one vectorised assignment per column: a .loc per variant cost ~40 % of GPU scoring time
+    if notes:
+        out.loc[ok[list(notes)], "reason"] = [n.removeprefix("skip:") for n in notes.values()]
+    if modes:
+        out.loc[ok[list(modes)], "mode"] = list(modes.values())
+    if spans:
+        counts = np.array(list(spans.values()), dtype=np.int64).reshape(-1, 2)
+        out.loc[ok[list(spans)], "masked_ref_tokens"] = counts[:, 0]
+        out.loc[ok[list(spans)], "masked_alt_tokens"] = counts[:, 1]
     elapsed = time.perf_counter() - t0
     scored = int(out["score"].notna().sum())
     log.info("scored %d of %d variants in %.1fs (%.1f variants/s, %d forward passes, mode %s)",
