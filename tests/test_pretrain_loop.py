@@ -84,10 +84,15 @@ def _losses(segment_dirs: list[Path]) -> list[tuple[int, float, float, float]]:
     return rows
 
 
-def test_tiny_model_pretrains_on_the_demo_genome(demo: dict[str, Path], tmp_path: Path) -> None:
+def test_tiny_model_pretrains_on_the_demo_genome(demo: dict[str, Path], tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
     config = _config(preset="dnabert2", total_steps=30, segment_steps=30, learning_rate=3e-3,
                      log_every=10, val_max_batches=6)
-    summary = _run(config, demo, tmp_path, 0)
+    with caplog.at_level("INFO", logger="dnalm.train.pretrain"):
+        summary = _run(config, demo, tmp_path, 0)
+    progress = [r.getMessage() for r in caplog.records if "steps:" in r.getMessage()]
+    assert progress[0].startswith("segment 0 steps: 3/30 step (10%") and len(progress) == 10
+    assert sum("step 20: loss" in r.getMessage() for r in caplog.records) == 1
     assert summary["end_step"] == 30 and summary["tokens"] == 30 * 8 * 64  # packed: no padding
     result = finalize(tmp_path, existing_segments(tmp_path))
     assert result["initial_val_loss"] == pytest.approx(math.log(10), abs=0.3)  # 10-token vocab

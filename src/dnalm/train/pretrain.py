@@ -60,6 +60,7 @@ from transformers.utils import logging as hf_logging
 
 from dnalm.errors import ConfigError, DnalmError
 from dnalm.io import atomic_dir
+from dnalm.logs import Progress
 from dnalm.models.presets import (
     TokenizerInfo,
     build_model,
@@ -111,6 +112,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: progress of processes other than rank 0 (DDP) goes nowhere: one line per step is enough
+_QUIET = logging.getLogger(f"{__name__}.other_ranks")
+_QUIET.propagate = False
+_QUIET.addHandler(logging.NullHandler())
 
 
 # -- the segment --------------------------------------------------------------------------------
@@ -493,19 +498,29 @@ def _train(run: _Segment) -> dict[str, Any]:
              run.env.device, run.env.world_size)
     progress = _Progress()
     grad_norm: torch.Tensor | float = float("nan")
-    for step in range(run.start, run.end):
-        micro = _micro_batches(run.stream, run.masker, run.config.grad_accum)
-        loss_sum, targets, tokens, grad_norm = _train_step(
-            train_model, run.model, micro, run.optimizer, run.scheduler, run.config, run.env,
-            run.autocast,
-        )
-        progress.loss_sum = progress.loss_sum + loss_sum
-        progress.targets += targets
-        progress.tokens += tokens
-        done = step + 1
-        if done % run.config.log_every == 0 or done == run.end:
-            run.rows.append(_log_row(done, run.segment, progress, run.totals, run.optimizer,
-                                     grad_norm, run.env, flops_token))
+    # steps on the terminal (tqdm) and in the job log every 10 %; metrics at every log_every
+    bar = Progress(run.end - run.start, desc=f"segment {run.segment} steps",
+                   logger=log if run.env.rank == 0 else _QUIET,
+                   unit="step")
+    with bar:
+        for step in range(run.start, run.end):
+            micro = _micro_batches(run.stream, run.masker, run.config.grad_accum)
+            loss_sum, targets, tokens, grad_norm = _train_step(
+                train_model, run.model, micro, run.optimizer, run.scheduler, run.config,
+                run.env, run.autocast,
+            )
+            progress.loss_sum = progress.loss_sum + loss_sum
+            progress.targets += targets
+            progress.tokens += tokens
+            done = step + 1
+            if done % run.config.log_every == 0 or done == run.end:
+                row = _log_row(done, run.segment, progress, run.totals, run.optimizer,
+                               grad_norm, run.env, flops_token)
+                run.rows.append(row)
+                if run.env.rank == 0:
+                    log.info("step %d: loss %.4f, learning rate %.3g, %.0f tokens/s", done,
+                             row["loss"], row["learning_rate"], row["tokens_per_s"])
+            bar.update()
     return distributed.gather_objects(capture_rng(run.env.device), run.env)
 
 
