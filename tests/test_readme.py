@@ -398,7 +398,9 @@ def test_make_targets_run_what_the_tests_run() -> None:
     assert ".venv/bin/snakemake --cores 2 --printshellcmds" in run
     assert "--configfile" not in run and ".venv/bin/python -m dnalm.results" in run
     assert "--cores 8 " in _make("-o", stamp, "run", cores="8")
-    assert _make("-o", stamp, "test").split() == [".venv/bin/pytest"]
+    # the whole suite, test files spread over two pytest-xdist workers
+    assert _make("-o", stamp, "test").split() == [
+        ".venv/bin/pytest", "-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
     assert (REPO / ".ci/run").read_text().rstrip().splitlines()[-1] == "make test"
     assert "pip install --quiet --disable-pip-version-check -e '.[dev]'" in \
         _make("-W", "pyproject.toml", "run")

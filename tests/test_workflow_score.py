@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from dnalm.score.regions import plan_regions
 from tests.conftest import DEMO_FASTA
 from tests.scoring_utils import make_model, make_tokenizer
 from tests.workflow_utils import REPO, make_workdir, planned_jobs, snakemake
+
+AXIN1 = REPO / "data/hg38_chr16_axin1_slice"
 
 pytestmark = pytest.mark.workflow
 
@@ -42,19 +45,40 @@ def score_run(tmp_path_factory, tiny_model: Path) -> Path:
     bed = workdir / "sat.bed"
     bed.write_text("chr20_42000001_44000000\t100000\t100300\tregionA\n")
     make_workdir(
-        workdir, {"demo": str(DEMO_FASTA)},
+        workdir, {"demo": str(DEMO_FASTA), "axin1": str(AXIN1 / "chr16_186964_397118.fa")},
         external_models={"tiny": {"path": str(tiny_model)}},
         scoring={"models": ["tiny"], "regions": 2, "batch_size": 8,
                  "variants": {"kg": {"genome": "demo", "path": str(DEMO_VCF),
                                      "genes_bed": str(GENES)},
-                              "extra": {"genome": "demo", "path": str(table)}},
+                              "extra": {"genome": "demo", "path": str(table)},
+                              "coding": {"genome": "axin1",
+                                         "path": str(AXIN1 / "demo_coding.vcf")}},
                  "saturation": {"sat": {"genome": "demo", "bed": str(bed),
                                         "mode": "wt-marginal"}}},
         tokenizers={}, pretraining={"models": {}}, finetune={"tasks": {}, "models": []},
         tracks={},
+        coding={"variants": ["coding"],
+                "annotations": {"axin1": str(AXIN1 / "refseq_chr16_slice.gtf")}},
     )
     snakemake(workdir)
     return workdir
+
+
+def test_coding_variants_annotated_beside_the_dna_score(score_run: Path) -> None:
+    """The coding stage of the workflow: consequences per transcript, the (placeholder) protein
+    model's score of each missense change, and both scores in one annotated VCF."""
+    base = score_run / "results/coding/axin1/coding"
+    consequences = pd.read_parquet(base / "consequences.parquet")
+    assert {"missense", "synonymous"} <= set(consequences["consequence"])
+    protein = pd.read_parquet(base / "esm-placeholder.parquet")
+    missense = protein[protein["consequence"] == "missense"]
+    assert len(missense) and missense["score"].notna().all()
+    with gzip.open(base / "esm-placeholder_tiny.vcf.gz", "rt") as handle:
+        text = handle.read()
+    assert "##INFO=<ID=DNALM_CODING" in text
+    records = [line for line in text.splitlines() if not line.startswith("#")]
+    assert any("DNALM=" in r and "DNALM_CODING=" in r for r in records)
+    assert (base / "esm-placeholder_tiny.vcf.gz.tbi").is_file()
 
 
 def test_scores_gathered_from_regions(score_run: Path) -> None:
@@ -109,8 +133,11 @@ def test_changing_a_scoring_option_reruns_only_scoring(score_run: Path, tiny_mod
     config["scoring"]["average_strands"] = True
     (score_run / "config.yaml").write_text(yaml.safe_dump(config))
     rules = {rule for rule, _ in planned_jobs(score_run)}
+    # the coding table and VCF carry the DNA score beside the protein score
     assert rules <= {"score_variants_region", "gather_scores", "summarize_scores", "annotate_vcf",
-                     "saturation_mutagenesis", "score_report"}
+                     "saturation_mutagenesis", "score_report", "join_coding_dna",
+                     "annotate_coding_vcf"}
+    assert not rules & {"coding_consequences", "score_coding", "coding_placeholder_model"}
     assert "score_variants_region" in rules
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dnalm.errors import ConfigError, DnalmError
+from dnalm.logs import progress
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,8 @@ def _run_passes(lm: ProteinLM, proteins: Sequence[str], passes: dict[tuple, _Pas
     encoded = {i: lm.encode(p) for i, p in enumerate(proteins)}
     keys = sorted(passes, key=lambda k: passes[k].window[1] - passes[k].window[0])
     out: dict[tuple, dict[int, np.ndarray]] = {}
-    for b in range(0, len(keys), batch_size):
+    batches = range(0, len(keys), batch_size)
+    for b in progress(batches, desc="protein model passes", logger=log, unit="batch"):
         chunk = keys[b : b + batch_size]
         inputs, reads = [], []
         for key in chunk:

@@ -64,6 +64,7 @@ from dnalm.finetune.report import (
 from dnalm.finetune.settings import FinetuneSettings, LoraSettings, RMTSettings
 from dnalm.finetune.tasks import SPLITS, TaskData, load_task, task_spec_from_dir
 from dnalm.io import atomic_dir, write_table
+from dnalm.logs import progress
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,8 @@ class FineTuner:
         encoded = self.encoded["train"]
         order = torch.randperm(len(encoded), generator=generator).numpy()
         total, batches = 0.0, 0
-        for start in range(0, len(order), self.settings.batch_size):
+        starts = range(0, len(order), self.settings.batch_size)
+        for start in progress(starts, desc="training batches", logger=log, unit="batch"):
             rows = order[start : start + self.settings.batch_size]
             logits = self._forward([encoded.ids[i] for i in rows])
             loss = self._loss(logits, self._targets("train", rows).to(self.device))
@@ -383,7 +385,8 @@ def predict_outputs(model: torch.nn.Module, encoded: Encoded, *, pad_id: int,
     model.eval()
     chunks = []
     with torch.inference_mode():
-        for start in range(0, len(encoded), batch_size):
+        starts = range(0, len(encoded), batch_size)
+        for start in progress(starts, desc="prediction batches", logger=log, unit="batch"):
             ids, mask = pad_batch(encoded.ids[start : start + batch_size], pad_id)
             with autocast(device):
                 logits = model(input_ids=ids.to(device),
