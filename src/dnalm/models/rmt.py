@@ -533,16 +533,27 @@ class RMTForMaskedLM(RMTPreTrainedModel):
     @classmethod
     def wrap(cls, mlm: PreTrainedModel, *, num_mem_tokens: int, max_n_segments: int,
              bptt_depth: int = -1, cls_token_id: int | None, sep_token_id: int | None,
-             pad_token_id: int | None, attn_implementation: str | None = None
-             ) -> RMTForMaskedLM:
-        """Add memory to a masked LM (freshly built or pretrained); segments fill its positions."""
+             pad_token_id: int | None, attn_implementation: str | None = None,
+             seed: int | None = None) -> RMTForMaskedLM:
+        """Add memory to a masked LM (freshly built or pretrained); segments fill its positions.
+
+        ``seed`` draws the initial memory from its own generator, so a run does not depend on
+        what the global random state was (a segmented run must equal an uncut one).
+        """
         config = RMTConfig(
             encoder=mlm.config.to_dict(), num_mem_tokens=num_mem_tokens,
             max_n_segments=max_n_segments, bptt_depth=bptt_depth, pooling="cls",
             cls_token_id=cls_token_id, sep_token_id=sep_token_id, pad_token_id=pad_token_id,
             initializer_range=float(getattr(mlm.config, "initializer_range", 0.02)),
             encoder_attn_implementation=attn_implementation)
-        return cls(config, mlm=mlm)
+        model = cls(config, mlm=mlm)
+        if seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                weight = model.memory.weight
+                weight.copy_(torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
+                             * config.initializer_range)
+        return model
 
     @property
     def backbone(self) -> nn.Module:

@@ -205,7 +205,8 @@ def _prepare_model(
             bptt_depth=rmt["bptt_depth"], cls_token_id=tok.cls_id, sep_token_id=tok.sep_id,
             pad_token_id=tok.pad_id,
             attn_implementation=config.attn_implementation
-            or get_preset(config.preset).attn_implementation)
+            or get_preset(config.preset).attn_implementation,
+            seed=derived_seed(config.seed, 7))
         log.info("recurrent memory: %d memory tokens, rows of %d segments x %d tokens (%d "
                  "content tokens per row)", rmt["num_mem_tokens"], rmt["segments"],
                  model.config.segment_size, model.config.max_content_tokens)
