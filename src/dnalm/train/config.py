@@ -35,6 +35,7 @@ RESUMABLE_KEYS = frozenset(
         "validate_at_start",
         "compile",
         "probe_memory",
+        "deterministic",
     }
 )
 
@@ -87,6 +88,9 @@ class PretrainConfig:
     precision: str = "auto"
     compile: bool = False
     probe_memory: bool = True
+    #: deterministic GPU kernels (slower): on CUDA some backward kernels accumulate with atomics,
+    #: so two identical runs, or a segmented and an uncut one, differ in the last bits
+    deterministic: bool = False
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> PretrainConfig:

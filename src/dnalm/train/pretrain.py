@@ -213,6 +213,13 @@ def _prepare_model(
     return model
 
 
+def _configure_determinism(deterministic: bool) -> None:
+    """Deterministic kernels everywhere (cuBLAS needs its workspace fixed before first use)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+
+
 def _configure_threads(threads: int) -> None:
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(max(1, int(threads) // max(1, local)))
@@ -576,6 +583,7 @@ def _run_segment(
     env: DistEnv,
 ) -> dict[str, Any]:
     _configure_threads(threads)
+    _configure_determinism(config.deterministic)
     hf_logging.disable_progress_bar()
     run = _setup(config, tokenizer_dir=tokenizer_dir, train_dirs=train_dirs,
                  validation_dirs=validation_dirs, segment=segment, previous=previous, env=env)
