@@ -91,7 +91,8 @@ def test_tiny_model_pretrains_on_the_demo_genome(demo: dict[str, Path], tmp_path
     with caplog.at_level("INFO", logger="dnalm.train.pretrain"):
         summary = _run(config, demo, tmp_path, 0)
     progress = [r.getMessage() for r in caplog.records if "steps:" in r.getMessage()]
-    assert progress[0].startswith("segment 0 steps: 3/30 step (10%") and len(progress) == 10
+    assert progress[-1].startswith("segment 0 steps: 30/30 step (100%")
+    assert 1 <= len(progress) <= 10  # every 10 %, at most one line a second
     assert sum("step 20: loss" in r.getMessage() for r in caplog.records) == 1
     assert summary["end_step"] == 30 and summary["tokens"] == 30 * 8 * 64  # packed: no padding
     result = finalize(tmp_path, existing_segments(tmp_path))

@@ -54,20 +54,22 @@ class Progress:
     """Progress of a long step counted in units (shards, batches, bytes): a tqdm bar on an
     interactive terminal, and a log line at every 10 % of ``total`` (or every ``interval``
     seconds when the total is unknown), so that Snakemake logs, which are files, and ``dnalm``
-    commands on any terminal show how far a long step got and how fast.
+    commands on any terminal show how far a long step got and how fast. Lines closer than
+    ``min_gap`` seconds are left out, except the last one (100 %), so a loop that takes a second
+    writes one line, not ten.
 
     Use as a context manager and call :meth:`update` with the units just done.
     """
 
     def __init__(
         self, total: int | None, *, desc: str, logger: logging.Logger, unit: str = "it",
-        unit_scale: bool = False, interval: float = 30.0,
+        unit_scale: bool = False, interval: float = 30.0, min_gap: float = 1.0,
     ) -> None:
         from tqdm import tqdm
 
         self.total = total or None
         self.desc, self.logger, self.unit = desc, logger, unit
-        self.unit_scale, self.interval = unit_scale, interval
+        self.unit_scale, self.interval, self.min_gap = unit_scale, interval, min_gap
         self.done = 0
         self.began = self.last_line = time.perf_counter()
         self.next_mark = 0.1
@@ -100,7 +102,9 @@ class Progress:
         self.bar.update(n)
         if self.total:
             if self.done / self.total >= self.next_mark:
-                self._line()
+                finished = self.done >= self.total
+                if finished or time.perf_counter() - self.last_line >= self.min_gap:
+                    self._line()
                 while self.next_mark <= self.done / self.total:
                     self.next_mark += 0.1
         elif time.perf_counter() - self.last_line >= self.interval:
