@@ -352,7 +352,7 @@ def _load_model(model_dir: Path, num_labels: int, problem: str, rmt: RMTSettings
 def _input_budget(max_length: int, config: Any) -> int:
     """Tokens read per sequence: ``max_length``, or under RMT every segment plus [CLS]/[SEP]."""
     if getattr(config, "model_type", "") == "dnalm_rmt":
-        return int(config.max_content_tokens) + 2
+        return int(config.input_length)
     return max_length
 
 

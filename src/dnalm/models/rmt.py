@@ -182,6 +182,11 @@ class RMTConfig(PretrainedConfig):
         """Longest content (tokens, specials excluded) classified; the rest is cut."""
         return int(self.segment_length or 0) * self.max_n_segments
 
+    @property
+    def input_length(self) -> int:
+        """Tokens of one whole input: ``max_n_segments`` segments of content plus [CLS]/[SEP]."""
+        return self.max_content_tokens + 2
+
 
 class RMTMemory(nn.Module):
     """The learned initial memory; a module (not a bare parameter) so that peft's
@@ -561,11 +566,6 @@ class RMTForMaskedLM(RMTPreTrainedModel):
 
     def _head(self, hidden: torch.Tensor) -> torch.Tensor:
         return self._head_ref[0](hidden)
-
-    @property
-    def input_length(self) -> int:
-        """Tokens of one training row: ``max_n_segments`` segments of content plus [CLS]/[SEP]."""
-        return self.config.max_content_tokens + 2
 
     def forward(
         self,

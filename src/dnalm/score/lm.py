@@ -171,11 +171,10 @@ class MaskedLM:
     def _memories(self, contexts: Sequence[np.ndarray]) -> torch.Tensor:
         """Memory after each context (cached: windows and alleles share their upstream)."""
         keys = [np.asarray(c, dtype=np.int64).tobytes() for c in contexts]
-        missing = list(dict.fromkeys(k for k in keys if k not in self._memory_cache))
+        missing = {k: c for k, c in zip(keys, contexts, strict=True) if k not in self._memory_cache}
         if missing:
             with self._autocast():
-                fresh = self.rmt.memory_after([np.frombuffer(k, dtype=np.int64).tolist()
-                                               for k in missing])
+                fresh = self.rmt.memory_after([np.asarray(c).tolist() for c in missing.values()])
             for key, memory in zip(missing, fresh, strict=True):
                 self._memory_cache[key] = memory
         out = torch.stack([self._memory_cache[k] for k in keys])

@@ -306,7 +306,7 @@ def _upstream_contexts(lm: MaskedLM, genome: Genome, contigs, win: _Windows,
     for contig, lo, hi in dict.fromkeys(spans):
         seq = genome.fetch(contig, lo, hi).upper() if hi > lo else ""
         sequences[(contig, lo, hi)] = reverse_complement(seq) if reverse else seq
-    tokens = _encode(lm, list(dict.fromkeys(sequences.values())))
+    tokens = _encode(lm, list(sequences.values()))  # _encode de-duplicates
     empty = np.zeros(0, dtype=np.int64)
     out = []
     for key in spans:

@@ -16,6 +16,7 @@ from typing import Any
 
 from dnalm.errors import ConfigError
 from dnalm.models.presets import PRESETS, SIZES
+from dnalm.models.rmt import SPECIAL_PER_SEGMENT
 from dnalm.train.data import LONG_CHUNK_POLICIES
 
 SCHEDULES = ("linear", "constant")
@@ -177,7 +178,7 @@ class PretrainConfig:
         rmt = self.rmt_settings
         if rmt is None:
             return length
-        return rmt["segments"] * (length - rmt["num_mem_tokens"] - 3) + 2
+        return rmt["segments"] * (length - rmt["num_mem_tokens"] - SPECIAL_PER_SEGMENT) + 2
 
     @property
     def num_segments(self) -> int:
