@@ -16,8 +16,8 @@ from dnalm.models import (
     PRESETS,
     build_model,
     count_parameters,
-    load_model_dir,
-    model_max_length,
+    load_masked_lm,
+    position_limit,
     preset_config,
     read_model_meta,
     save_model_dir,
@@ -84,7 +84,7 @@ def test_preset_builds_trains_and_round_trips(
         assert torch.equal(model(**probe).logits, loaded(**probe).logits)
     assert AutoTokenizer.from_pretrained(str(tmp_path / "m")).mask_token_id == 4
     assert read_model_meta(tmp_path / "m")["preset"] == preset
-    assert type(load_model_dir(tmp_path / "m")) is type(model)
+    assert type(load_masked_lm(tmp_path / "m")) is type(model)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -104,7 +104,7 @@ def test_sizes_have_the_advertised_parameter_counts(preset: str, tmp_path: Path)
 def test_esm_position_table_reserves_padding_rows(tokenizers: dict[str, Path]) -> None:
     config = preset_config("nt", "tiny", tokenizers["nt_kmer3"], max_length=100)
     assert config.max_position_embeddings == 101  # pad id 0 + 1
-    assert model_max_length(config) == 100
+    assert position_limit(config) == 100
 
 
 def test_short_gena_inputs_are_refused_not_silently_densified(
@@ -155,7 +155,8 @@ def test_tokenizer_directory_problems(tokenizers: dict[str, Path], tmp_path: Pat
     (broken / "dnalm_tokenizer.json").write_text(json.dumps({"kind": "words", "vocab_size": 10}))
     with pytest.raises(ConfigError, match="tokenizer kind 'words'"):
         build_model("nt", "tiny", broken)
-    no_k = toydata.write_kmer_tokenizer(tmp_path / "nok", 3)
+    # a pretrained tokenizer whose vocabulary is not k-mers: nothing tells the span length
+    no_k = toydata.write_char_tokenizer(tmp_path / "nok")
     (no_k / "dnalm_tokenizer.json").write_text(json.dumps({"kind": "pretrained", "k": None}))
     with pytest.raises(ConfigError, match=r"masks spans of k tokens but .* has no k"):
         build_model("dnabert", "tiny", no_k)

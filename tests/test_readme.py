@@ -249,6 +249,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     (work / ".venv").symlink_to(_venv())
     for name in ("demo_chr20_hnf4a", "hg38_chr16_axin1_slice"):
         (work / "data" / name).symlink_to(REPO / "data" / name)
+    (work / "tests" / "data").mkdir(parents=True)  # the published-checkpoint fixtures
+    (work / "tests" / "data" / "published").symlink_to(REPO / "tests" / "data" / "published")
     _tiny_task(REPO / "data/tasks/human_enhancers_cohn", work / "data/tasks/human_enhancers_cohn",
                {"train": 20, "test": 5})
     genome = work / "results/genomes/demo/genome.fa.gz"

@@ -335,7 +335,7 @@ def test_token_shards_same_for_any_thread_count_and_empty_split(genome, tokenize
 def test_token_shards_bad_inputs(genome, tokenizers, tmp_path: Path) -> None:
     with pytest.raises(InputFormatError, match="no split directories"):
         tokenize_shards(tokenizers["char"], tmp_path, tmp_path / "out")
-    with pytest.raises(InputFormatError, match="not a dnalm tokenizer directory"):
+    with pytest.raises(InputFormatError, match="no tokenizer found"):
         tokenize_shards(tmp_path, genome[1], tmp_path / "out")
     (tmp_path / "bad" / "train").mkdir(parents=True)
     pq.write_table(pa.table({"sequence": ["ACGT"]}),
@@ -388,7 +388,8 @@ def test_pretrained_tokenizer_directory_is_accepted(genome, tmp_path: Path) -> N
                            tmp_path / "pre")
     assert meta["special_tokens"] == {"<pad>": 0, "<unk>": 1} and meta["vocab_size"] == 16
     tok = load_tokenizer(tmp_path / "pre")
-    assert tok.special_ids == {"pad": 0, "unk": 1, "cls": None, "sep": None, "mask": None}
+    assert tok.special_ids == {"pad": 0, "unk": 1, "cls": None, "sep": None, "mask": None,
+                               "bos": 2, "eos": 3}
     hf = AutoTokenizer.from_pretrained(str(tmp_path / "pre"))
     sequence = "ACGTACNTT"
     encoding = hf(sequence, add_special_tokens=False, return_offsets_mapping=True)
@@ -424,7 +425,7 @@ def test_bad_specs_raise_config_errors(tmp_path: Path, spec, message: str) -> No
 
 def test_pretrained_directory_without_tokenizer(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="cannot load a Hugging Face tokenizer"):
+    with pytest.raises(ConfigError, match="no tokenizer found"):
         build_tokenizer({"kind": "pretrained", "path": str(tmp_path / "empty")}, tmp_path / "t")
 
 

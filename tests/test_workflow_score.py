@@ -46,8 +46,10 @@ def score_run(tmp_path_factory, tiny_model: Path) -> Path:
     bed.write_text("chr20_42000001_44000000\t100000\t100300\tregionA\n")
     make_workdir(
         workdir, {"demo": str(DEMO_FASTA), "axin1": str(AXIN1 / "chr16_186964_397118.fa")},
-        external_models={"tiny": {"path": str(tiny_model)}},
-        scoring={"models": ["tiny"], "regions": 2, "batch_size": 8,
+        external_models={"tiny": {"path": str(tiny_model)},
+                         # a published DNABERT-2 layout, as its authors' code writes it
+                         "dnabert2": {"path": str(REPO / "tests/data/published/dnabert2")}},
+        scoring={"models": ["tiny", "dnabert2"], "regions": 2, "batch_size": 8,
                  "variants": {"kg": {"genome": "demo", "path": str(DEMO_VCF),
                                      "genes_bed": str(GENES)},
                               "extra": {"genome": "demo", "path": str(table)},
@@ -99,6 +101,14 @@ def test_scores_gathered_from_regions(score_run: Path) -> None:
     assert len(pd.read_parquet(summary / "genes.parquet")) > 0
     log = (score_run / "logs" / "score" / "demo_tiny_kg_gather.log").read_text()
     assert "16 scored" in log
+
+
+def test_published_checkpoint_scores_through_the_workflow(score_run: Path) -> None:
+    """An external_models entry pointing at a published DNABERT-2 directory (no remote code)."""
+    table = pd.read_parquet(score_run / "results/scores/demo/dnabert2/kg.parquet")
+    assert len(table) == 16 and table["score"].notna().all()
+    logs = [p.read_text() for p in (score_run / "logs" / "score").glob("demo_dnabert2_kg_*.log")]
+    assert any("DNABERT-2 (published layout, loaded natively)" in text for text in logs)
 
 
 def test_every_variant_has_a_score_or_a_reason(score_run: Path) -> None:

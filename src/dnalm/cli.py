@@ -283,7 +283,7 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
         "the adapter, metrics.json and predictions.parquet, and optionally a k-mer baseline.",
         [
             "dnalm finetune data/tasks/human_enhancers_cohn results/models/demo out/cohn_demo",
-            "dnalm finetune GUE/prom_300_all ~/DNABERT-2-117M out/prom --trust-remote-code "
+            "dnalm finetune GUE/prom_300_all ~/DNABERT-2-117M out/prom "
             "--method lora --lora-r 8 --epochs 3 --baseline-dir out/prom_kmer",
         ],
     )
@@ -305,7 +305,8 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--merge", action="store_true", help="also write a merged model")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the checkpoint's own code, for a directory dnalm does not recognise")
     p.add_argument("--baseline-dir", type=Path, help="also train the k-mer baseline here")
     p.set_defaults(handler=_run_finetune)
 
@@ -488,6 +489,36 @@ def _run_score_coding(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+# --- models -------------------------------------------------------------------------------
+
+
+def _add_import_checkpoint(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "import-checkpoint",
+        "Recognise a published checkpoint directory (DNABERT, DNABERT-2, Nucleotide Transformer "
+        "v1/v2, GENA-LM) and write a dnalm-native copy (safetensors, native config, tokenizer "
+        "files, dnalm_tokenizer.json) that AutoModelForMaskedLM loads after `import dnalm`, "
+        "without trust_remote_code.",
+        [
+            "dnalm import-checkpoint ~/hf/DNABERT-2-117M models/dnabert2",
+            "dnalm import-checkpoint tests/data/published/gena_bert /tmp/gena_native",
+        ],
+    )
+    p.add_argument("src", type=Path, help="model directory as published (config.json, weights, "
+                   "tokenizer files)")
+    p.add_argument("dst", type=Path, help="directory to write (must not exist or be replaceable)")
+    p.set_defaults(handler=_run_import_checkpoint)
+
+
+def _run_import_checkpoint(args: argparse.Namespace) -> None:
+    from dnalm.models.directory import import_checkpoint
+
+    _check_inputs(args.src)
+    md = import_checkpoint(args.src, args.dst)
+    print(f"{args.dst}: {md.describe()}")
+
+
 # --- environment --------------------------------------------------------------------------
 
 
@@ -509,7 +540,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
             _add_tokenizer_stats, _add_finetune, _add_score_variants, _add_saturate,
-            _add_score_coding, _add_doctor]
+            _add_score_coding, _add_import_checkpoint, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -121,13 +121,16 @@ class ProteinLM:
     """An ``EsmForMaskedLM`` checkpoint directory with its tokenizer, checked to be a protein LM."""
 
     def __init__(self, directory: str | Path, *, device: torch.device | str = "cpu") -> None:
-        from transformers import AutoConfig, EsmForMaskedLM, EsmTokenizer
+        from transformers import EsmTokenizer
+
+        from dnalm.models.directory import inspect_model_dir, load_masked_lm, model_config
 
         self.directory = Path(directory)
         if not (self.directory / "config.json").is_file():
             raise ProteinModelError("not a model directory (no config.json)",
                                     where=str(directory))
-        config = AutoConfig.from_pretrained(self.directory)
+        md = inspect_model_dir(self.directory)
+        config = model_config(md)
         if config.model_type != "esm":
             raise ProteinModelError(f"model type is {config.model_type!r}, not an ESM protein "
                                     "model (EsmForMaskedLM)", where=str(directory))
@@ -142,7 +145,7 @@ class ProteinLM:
         self.unk = vocab.get(tokenizer.unk_token or "<unk>", vocab.get("X", 0))
         self.cls, self.eos = tokenizer.cls_token_id, tokenizer.eos_token_id
         self.pad, self.mask = tokenizer.pad_token_id, tokenizer.mask_token_id
-        self.model = EsmForMaskedLM.from_pretrained(self.directory).eval().to(device)
+        self.model = load_masked_lm(md).eval().to(device)
         self.device = torch.device(device)
         limit = int(config.max_position_embeddings) - 2  # positions offset by the padding idx
         self.max_residues = limit - 2 if config.position_embedding_type == "absolute" else \

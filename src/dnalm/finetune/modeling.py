@@ -63,16 +63,15 @@ def _top_module(key: str, prefix: str) -> str:
 
 
 def head_module_names(model: torch.nn.Module, missing_keys: Iterable[str]) -> list[str]:
-    """Modules that hold newly initialised weights, plus the classifier itself."""
+    """Modules that hold newly initialised weights, plus the classifier itself.
+
+    The loader (:func:`dnalm.models.directory.load_classifier_model`) has already refused any
+    missing encoder weight, so what is missing here is the new head.
+    """
     prefix = getattr(model, "base_model_prefix", "")
     names = {_top_module(k, prefix) for k in missing_keys}
     children = dict(model.named_children())
     names |= {n for n in ("classifier", "score") if n in children}
-    encoder_layers = [n for n in names if n.count(".") > 0 and n.split(".")[1] in (
-        "encoder", "layers", "embeddings")]
-    if encoder_layers:
-        log.warning("weights of %s were missing from the checkpoint and are initialised at "
-                    "random: is this the right model directory?", ", ".join(encoder_layers))
     return sorted(names)
 
 
@@ -80,36 +79,26 @@ def load_classifier(model_dir: str | Path, *, num_labels: int, problem: str,
                     trust_remote_code: bool = False) -> LoadedModel:
     """Load ``model_dir`` as a sequence classifier (or regressor) in float32.
 
-    ``trust_remote_code`` is passed only when the config asks for it (DNABERT-2 and GENA-LM ship
-    their own modelling code); everything dnalm pre-trains loads without it.
+    Any directory :mod:`dnalm.models.directory` recognises: pipeline models, published
+    DNABERT / DNABERT-2 / Nucleotide Transformer / GENA-LM layouts (natively, no remote code),
+    fine-tuned full models. ``trust_remote_code`` only matters for a directory dnalm does not
+    recognise.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    import dnalm.models.rmt  # registers dnalm_rmt: saved RMT classifiers load here
+    from dnalm.models.directory import inspect_model_dir, load_classifier_model
 
     path = Path(model_dir)
-    if not (path / "config.json").is_file():
-        raise ConfigError("not a model directory (no config.json)", where=str(path))
+    md = inspect_model_dir(path, trust_remote_code=trust_remote_code)
     problem_type = "regression" if problem == "regression" else "single_label_classification"
-    if dnalm.models.rmt.is_rmt_masked_lm(path):
+    if md.family.name == "rmt" and "RMTForMaskedLM" in (md.raw_config.get("architectures")
+                                                         or []):
         # pretrained with memory: its encoder only makes sense with that memory
         log.info("model %s was pretrained with recurrent memory: fine-tuned as an RMT "
                  "classifier with its own segment settings", path)
         return load_rmt_classifier(path, num_labels=num_labels, problem=problem, rmt=None)
-    try:
-        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code,
-                                            local_files_only=True)
-        config.num_labels = num_labels
-        config.problem_type = problem_type
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            str(path), config=config, trust_remote_code=trust_remote_code, dtype=torch.float32,
-            local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = "" if trust_remote_code else " (set trust_remote_code if the model needs its code)"
-        raise ConfigError(f"cannot load as a sequence classifier: {first}{hint}",
-                          where=str(path)) from exc
-    head = head_module_names(model, info.get("missing_keys", ()))
+    model, config, missing = load_classifier_model(
+        md, num_labels=num_labels, problem_type=problem_type,
+        trust_remote_code=trust_remote_code)
+    head = head_module_names(model, missing)
     log.info("model %s: %s, %d parameters, head (trained in full) %s", path,
              type(model).__name__, count_parameters(model), ", ".join(head))
     return LoadedModel(model=model, head_modules=head, config=config)

@@ -131,7 +131,7 @@ class FineTuner:
         self.head_parameters = module_parameters(loaded.model, loaded.head_modules)
         self.encoder = SequenceEncoder.from_dir(
             self.model_dir, max_length=_input_budget(settings.max_length, loaded.config),
-            model_config=loaded.config, trust_remote_code=settings.trust_remote_code)
+            model_config=loaded.config)
         self.target_modules: list[str] = []
         self.adapted_matrices = 0
         if settings.method == "lora":
@@ -619,6 +619,6 @@ def load_finetuned(run_dir: str | Path, *, which: str | None = None,
         model = PeftModel.from_pretrained(model, str(weights))
     model.to(device).eval()
     encoder = SequenceEncoder.from_dir(weights, max_length=int(meta["max_length"]),
-                                       model_config=loaded.config, trust_remote_code=trust)
+                                       model_config=loaded.config)
     return FinetunedModel(model, encoder, meta, device)
 

@@ -1,5 +1,18 @@
-"""DNA language-model presets built from maintained ``transformers`` classes."""
+"""DNA language models: presets of maintained ``transformers`` classes, native classes for the
+published architectures transformers does not maintain (DNABERT-2, Nucleotide Transformer v2,
+GENA-LM BERT), recurrent memory, and the one reader of model directories
+(:mod:`dnalm.models.directory`). Importing this package registers every native class with the
+``transformers`` Auto classes."""
 
+from dnalm.models.directory import (
+    MODEL_META,
+    import_checkpoint,
+    inspect_model_dir,
+    load_masked_lm,
+    position_limit,
+    read_model_meta,
+    register_native_classes,
+)
 from dnalm.models.presets import (
     PRESETS,
     SIZES,
@@ -10,7 +23,6 @@ from dnalm.models.presets import (
     count_parameters,
     get_preset,
     load_tokenizer_info,
-    model_max_length,
     preset_config,
 )
 from dnalm.models.rmt import (
@@ -19,7 +31,9 @@ from dnalm.models.rmt import (
     RMTForSequenceClassification,
     long_context_embeddings,
 )
-from dnalm.models.saving import MODEL_META, load_model_dir, read_model_meta, save_model_dir
+from dnalm.models.saving import save_model_dir
+
+register_native_classes()
 
 __all__ = [
     "MODEL_META",
@@ -34,10 +48,12 @@ __all__ = [
     "build_model",
     "count_parameters",
     "get_preset",
-    "load_model_dir",
+    "import_checkpoint",
+    "inspect_model_dir",
+    "load_masked_lm",
     "load_tokenizer_info",
     "long_context_embeddings",
-    "model_max_length",
+    "position_limit",
     "preset_config",
     "read_model_meta",
     "save_model_dir",

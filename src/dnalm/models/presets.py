@@ -33,7 +33,6 @@ position limit (or too short for BigBird's block-sparse attention), unknown conf
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,7 +43,6 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 from transformers import (
     AutoModelForMaskedLM,
-    AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
     BigBirdConfig,
@@ -194,54 +192,51 @@ def get_preset(name: str) -> Preset:
 
 
 def load_tokenizer_info(tokenizer_dir: str | Path) -> TokenizerInfo:
-    """Read a tokenizer directory (Hugging Face files plus ``dnalm_tokenizer.json``).
+    """What a model built on ``tokenizer_dir`` needs to know (read by :mod:`dnalm.tokenizers`).
 
-    Special ids are taken from the tokenizer itself rather than assumed, and the metadata's
-    ``vocab_size`` must agree with the tokenizer: a mismatch means the directory was assembled
-    from two different tokenizers, and the model's embedding table would be the wrong size.
+    The kind is the one the tokenizer stage recorded (``pretrained`` for a copied published
+    tokenizer, whose ``k`` is read from its vocabulary). Special ids are taken from the
+    tokenizer itself rather than assumed; a tokenizer without pad, cls, sep or mask tokens
+    cannot feed a masked LM's training rows.
     """
+    from dnalm.errors import DnalmError
+    from dnalm.tokenizers import load_tokenizer
+
     path = Path(tokenizer_dir)
     meta_path = path / TOKENIZER_META
     if not meta_path.is_file():
         raise ConfigError(f"no {TOKENIZER_META} in tokenizer directory", where=str(path))
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{TOKENIZER_META} is not valid JSON ({exc})", where=str(path)) from None
-    kind = meta.get("kind")
+        tok = load_tokenizer(path)
+    except DnalmError as exc:
+        raise ConfigError(f"cannot load tokenizer ({exc.reason})",
+                          where=exc.where or str(path)) from None
+    kind = tok.metadata.get("kind", tok.kind)
     if kind not in TOKENIZER_KINDS:
         raise ConfigError(
             f"tokenizer kind {kind!r} is not one of {', '.join(TOKENIZER_KINDS)}", where=str(path)
         )
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load tokenizer ({exc})", where=str(path)) from None
-    vocab_size = len(tok)
-    if meta.get("vocab_size") is not None and int(meta["vocab_size"]) != vocab_size:
-        raise ConfigError(
-            f"{TOKENIZER_META} says vocab_size={meta['vocab_size']} but the tokenizer has "
-            f"{vocab_size} tokens",
-            where=str(path),
-        )
     ids = {}
     for name in ("pad", "cls", "sep", "mask"):
-        value = getattr(tok, f"{name}_token_id", None)
+        value = tok.special_ids.get(name)
+        if value is None and name in ("cls", "sep"):
+            value = tok.special_ids.get("bos" if name == "cls" else "eos")
         if value is None:
             raise ConfigError(f"tokenizer has no {name} token", where=str(path))
         ids[name] = int(value)
-    k = meta.get("k")
+    special = {int(v) for v in tok.special_ids.values() if v is not None}
+    special |= set(tok.special_tokens.values())
     return TokenizerInfo(
         path=path,
         kind=kind,
-        k=int(k) if k is not None else None,
-        vocab_size=vocab_size,
+        k=int(tok.k) if tok.k is not None else None,
+        vocab_size=tok.vocab_size,
         pad_id=ids["pad"],
-        unk_id=tok.unk_token_id,
+        unk_id=tok.unk_id,
         cls_id=ids["cls"],
         sep_id=ids["sep"],
         mask_id=ids["mask"],
-        special_ids=tuple(sorted(set(tok.all_special_ids))),
+        special_ids=tuple(sorted(special)),
     )
 
 
@@ -428,18 +423,6 @@ def build_model(
         except (ValueError, ImportError) as exc:
             raise ConfigError(f"cannot build {preset} with attention {impl!r}: {exc}") from None
     return model
-
-
-def model_max_length(config: PretrainedConfig) -> int:
-    """The longest input (tokens, specials included) a built or loaded model accepts.
-
-    ESM reserves ``pad_token_id + 1`` rows of its position table, so its limit is smaller than
-    ``max_position_embeddings``; the other presets use the table size directly.
-    """
-    limit = int(config.max_position_embeddings)
-    if config.model_type == "esm" and config.position_embedding_type == "absolute":
-        limit -= int(config.pad_token_id or 0) + 1
-    return limit
 
 
 def count_parameters(model: torch.nn.Module) -> int:

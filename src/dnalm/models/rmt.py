@@ -27,8 +27,9 @@ Design choices (and why):
   the memory slots are written into the embedding output, then the encoder runs on
   ``inputs_embeds``. The tokenizer, embedding table and base checkpoint stay untouched, so the
   same base directory serves plain fine-tuning, scoring and RMT, LoRA adapters apply to pristine
-  weights, and it works unchanged for BERT, ModernBERT, ESM and BigBird (all accept
-  ``inputs_embeds``; position and type embeddings are still added by the encoder).
+  weights, and it works for BERT, ModernBERT, BigBird and dnalm's native classes (they add
+  position and type embeddings to ``inputs_embeds``) and for ESM, whose transformers 5 model
+  skips its embedding module for ``inputs_embeds``, so :meth:`run_segment` runs it first.
 * **Head on the mean of the last memory outputs** (``pooling="memory"``, the default): memory is
   by construction the running summary of every segment, so the head reads it directly. On the
   synthetic long-range task of ``tests/test_rmt.py`` (tiny BERT from scratch, 2 memory tokens,
@@ -50,7 +51,6 @@ directory loads without ``trust_remote_code``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,14 +63,13 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
     PretrainedConfig,
     PreTrainedModel,
 )
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
 
 from dnalm.errors import ConfigError
+from dnalm.models.directory import position_limit, register_auto
 
 POOLINGS = ("cls", "memory")
 #: Tokens around the content of a segment besides memory: [CLS], [SEP] after memory, final [SEP].
@@ -79,24 +78,12 @@ SPECIAL_PER_SEGMENT = 3
 IGNORE_INDEX = -100
 
 
-def encoder_position_limit(config: PretrainedConfig) -> int | None:
-    """Longest input (tokens) an encoder config's position table allows (None: unbounded).
-
-    ESM numbers positions from ``pad_token_id + 1``, so it has that many fewer usable rows.
-    """
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is None:
-        return None
-    limit = int(limit)
-    if getattr(config, "model_type", "") == "esm" and getattr(
-            config, "position_embedding_type", "absolute") == "absolute":
-        limit -= int(getattr(config, "pad_token_id", 0) or 0) + 1
-    return limit
-
-
 def _encoder_config(value: Mapping[str, Any] | PretrainedConfig) -> PretrainedConfig:
     if isinstance(value, PretrainedConfig):
         return value
+    from dnalm.models.directory import register_native_classes
+
+    register_native_classes()  # the encoder may be one of dnalm's native classes
     values = dict(value)
     model_type = values.pop("model_type", None)
     if not model_type:
@@ -149,7 +136,7 @@ class RMTConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
 
     def _fit_segment(self, encoder: PretrainedConfig) -> None:
-        limit = encoder_position_limit(encoder)
+        limit = position_limit(encoder)
         overhead = self.num_mem_tokens + SPECIAL_PER_SEGMENT
         if self.segment_length is None:
             if limit is None:
@@ -333,6 +320,10 @@ class RMTPreTrainedModel(PreTrainedModel):
         tokens = self.backbone.get_input_embeddings()(ids)
         if m:
             tokens = torch.cat([tokens[:, :1], memory.to(tokens.dtype), tokens[:, 1 + m:]], dim=1)
+        if getattr(self.backbone.config, "model_type", "") == "esm":
+            # transformers 5's EsmModel skips its embedding module when given inputs_embeds (no
+            # positions, no layer norm, padding not zeroed): run it here
+            tokens = self.backbone.embeddings(inputs_embeds=tokens, attention_mask=mask)
         return self.backbone(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
 
     def _next_memory(self, hidden: torch.Tensor, memory: torch.Tensor, active: torch.Tensor,
@@ -405,41 +396,39 @@ class RMTForSequenceClassification(RMTPreTrainedModel):
     ) -> RMTForSequenceClassification:
         """Wrap the encoder of a model directory (pipeline-pretrained or a local HF checkpoint).
 
-        The encoder weights are loaded with ``AutoModel`` (the MLM head of a masked-LM directory
-        is dropped); memory and classifier are freshly initialised. Special-token ids come from
-        the directory's tokenizer. The attention kernel defaults to the dnalm preset's. A
-        directory pretrained with memory (:class:`RMTForMaskedLM`) keeps its learned memory and
-        its memory size (``num_mem_tokens`` must then match it).
+        The encoder weights are loaded by :mod:`dnalm.models.directory` (the MLM head of a
+        masked-LM directory is dropped); memory and classifier are freshly initialised.
+        Special-token ids come from the directory's tokenizer. The attention kernel defaults to
+        the dnalm preset's. A directory pretrained with memory (:class:`RMTForMaskedLM`) keeps
+        its learned memory and its memory size (``num_mem_tokens`` must then match it).
         """
-        from dnalm.models.saving import read_model_meta
+        from dnalm.models.directory import (
+            inspect_model_dir,
+            load_encoder,
+            load_model_tokenizer,
+            model_config,
+        )
 
         path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise ConfigError("not a model directory (no config.json)", where=str(path))
         settings = {"num_labels": num_labels, "problem_type": problem_type,
                     "segment_length": segment_length, "max_n_segments": max_n_segments,
                     "bptt_depth": bptt_depth, "pooling": pooling}
-        if is_rmt_masked_lm(path):
+        md = inspect_model_dir(path, trust_remote_code=trust_remote_code)
+        if md.family.name == "rmt" and is_rmt_masked_lm(path):
             return cls.from_rmt_masked_lm(path, num_mem_tokens=num_mem_tokens, **settings)
-        meta = read_model_meta(path)
-        if attn_implementation is None and meta.get("preset"):
+        if attn_implementation is None and md.meta.get("preset"):
             from dnalm.models.presets import get_preset
 
-            attn_implementation = get_preset(meta["preset"]).attn_implementation
-        kwargs: dict[str, Any] = {"dtype": torch.float32, "local_files_only": True,
-                                  "trust_remote_code": trust_remote_code}
-        if attn_implementation is not None:
-            kwargs["attn_implementation"] = attn_implementation
-        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True,
-                                                  trust_remote_code=trust_remote_code)
-        encoder_config = AutoConfig.from_pretrained(str(path), local_files_only=True,
-                                                    trust_remote_code=trust_remote_code)
+            attn_implementation = get_preset(md.meta["preset"]).attn_implementation
+        encoder_config = model_config(md, trust_remote_code=trust_remote_code)
+        tokenizer = load_model_tokenizer(path, config=encoder_config)
         config = RMTConfig(
             encoder=encoder_config.to_dict(), num_mem_tokens=num_mem_tokens,
             initializer_range=float(getattr(encoder_config, "initializer_range", 0.02)),
             encoder_attn_implementation=attn_implementation,
-            **special_token_ids(tokenizer), **settings)
-        encoder = AutoModel.from_pretrained(str(path), **kwargs)
+            **special_token_ids(tokenizer, where=str(path)), **settings)
+        encoder = load_encoder(md, attn_implementation=attn_implementation,
+                               trust_remote_code=trust_remote_code)
         return cls(config, encoder=encoder)
 
     @classmethod
@@ -630,18 +619,21 @@ class RMTForMaskedLM(RMTPreTrainedModel):
         return torch.log_softmax(self._head(hidden[rows, cols]).float(), dim=-1)
 
 
-def special_token_ids(tokenizer: Any) -> dict[str, int | None]:
-    """[CLS]/[SEP]/[PAD] ids of a tokenizer for segment layout.
+def special_token_ids(tokenizer: Any, *, where: str = "tokenizer") -> dict[str, int | None]:
+    """[CLS]/[SEP]/[PAD] ids of a :class:`~dnalm.tokenizers.DnaTokenizer` for segment layout.
 
-    ESM/NT tokenizers start with <cls> and end a sequence with <eos> and have no [SEP].
+    ESM/NT tokenizers start with <cls> and may end a sequence with <eos> and have no [SEP];
+    a tokenizer with neither cannot mark where a segment's memory ends.
     """
-    return {
-        "pad_token_id": tokenizer.pad_token_id,
-        "cls_token_id": tokenizer.cls_token_id if tokenizer.cls_token_id is not None
-        else tokenizer.bos_token_id,
-        "sep_token_id": tokenizer.sep_token_id if tokenizer.sep_token_id is not None
-        else tokenizer.eos_token_id,
-    }
+    ids = tokenizer.special_ids
+    out = {"pad_token_id": ids.get("pad"),
+           "cls_token_id": ids["cls"] if ids.get("cls") is not None else ids.get("bos"),
+           "sep_token_id": ids["sep"] if ids.get("sep") is not None else ids.get("eos")}
+    missing = [k.removesuffix("_token_id") for k, v in out.items() if v is None]
+    if missing:
+        raise ConfigError(f"recurrent memory needs {', '.join(missing)} token(s), which the "
+                          "tokenizer does not have", where=where)
+    return out
 
 
 def masked_lm_head(model: PreTrainedModel) -> nn.Module:
@@ -650,9 +642,9 @@ def masked_lm_head(model: PreTrainedModel) -> nn.Module:
     Lets callers run the head on the few positions they read instead of every position.
     """
     kind = model.config.model_type
-    if kind in ("bert", "big_bird") and hasattr(model, "cls"):
+    if kind in ("bert", "big_bird", "dnalm_dnabert2", "dnalm_gena_bert") and hasattr(model, "cls"):
         return model.cls
-    if kind in ("esm", "roberta", "xlm-roberta") and hasattr(model, "lm_head"):
+    if kind in ("esm", "roberta", "xlm-roberta", "dnalm_ntv2") and hasattr(model, "lm_head"):
         return model.lm_head
     if kind == "modernbert" and hasattr(model, "head"):
         return _Chain(model.head, model.decoder)
@@ -768,18 +760,7 @@ def rmt_head_modules() -> list[str]:
     return ["classifier", "memory"]
 
 
-def register_auto_classes() -> None:
-    """Make ``AutoConfig`` / ``AutoModelForSequenceClassification`` / ``AutoModelForMaskedLM``
-    know ``dnalm_rmt`` (saved RMT directories then load without ``trust_remote_code``)."""
-    with contextlib.suppress(ValueError):  # already registered (module reloaded)
-        AutoConfig.register(RMTConfig.model_type, RMTConfig)
-    with contextlib.suppress(ValueError):
-        AutoModelForSequenceClassification.register(RMTConfig, RMTForSequenceClassification)
-    with contextlib.suppress(ValueError):
-        AutoModelForMaskedLM.register(RMTConfig, RMTForMaskedLM)
-
-
-register_auto_classes()
+register_auto(RMTConfig, masked_lm=RMTForMaskedLM, classifier=RMTForSequenceClassification)
 
 __all__: Sequence[str] = [
     "RMTConfig",
@@ -789,7 +770,6 @@ __all__: Sequence[str] = [
     "Segments",
     "embedding_shift",
     "encoder_config",
-    "encoder_position_limit",
     "is_rmt_masked_lm",
     "long_context_embeddings",
     "masked_lm_head",

@@ -9,48 +9,30 @@ but the head only at the positions whose probabilities are read.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
-from dnalm.errors import ConfigError, InputFormatError
-from dnalm.models.rmt import RMTForMaskedLM, encoder_position_limit, masked_lm_head
-from dnalm.tokenizers import METADATA_FILE, DnaTokenizer, TokenizedBatch, load_tokenizer
+from dnalm.errors import ConfigError
+from dnalm.models.directory import (
+    inspect_model_dir,
+    load_masked_lm,
+    load_model_tokenizer,
+    position_limit,
+)
+from dnalm.models.rmt import RMTForMaskedLM, encoder_config, masked_lm_head
+from dnalm.tokenizers import DnaTokenizer
 
 log = logging.getLogger(__name__)
 
 #: Memories kept for reuse (m x hidden floats each): enough for the windows of one batch run.
 _MEMORY_CACHE_SIZE = 4096
-
-
-class _HFTokenizer:
-    """Adapter giving an external Hugging Face tokenizer dnalm's ``encode_batch`` interface."""
-
-    kind = "pretrained"
-    k = None
-
-    def __init__(self, directory: Path) -> None:
-        self.hf_auto = AutoTokenizer.from_pretrained(str(directory))
-        backend = getattr(self.hf_auto, "backend_tokenizer", None)
-        if backend is None:
-            raise InputFormatError("tokenizer has no fast (tokenizers) backend",
-                                   where=str(directory))
-        self.hf = backend
-
-    def encode_batch(self, sequences: Iterable[str]) -> TokenizedBatch:
-        encodings = self.hf.encode_batch([s.upper() for s in sequences], add_special_tokens=False)
-        counts = np.array([len(e.ids) for e in encodings], dtype=np.int64)
-        row_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        ids = np.array([i for e in encodings for i in e.ids], dtype=np.int32)
-        spans = np.array([o for e in encodings for o in e.offsets], dtype=np.int32).reshape(-1, 2)
-        return TokenizedBatch(ids, spans[:, 0].copy(), spans[:, 1].copy(), row_offsets)
 
 
 @dataclass(frozen=True)
@@ -63,40 +45,16 @@ class SpecialLayout:
     pad: int
 
 
-def _layout(tokenizer_dir: Path, tokenizer: DnaTokenizer | _HFTokenizer) -> SpecialLayout:
-    if isinstance(tokenizer, DnaTokenizer):
-        ids = tokenizer.special_ids
-        if ids.get("mask") is None:
-            raise InputFormatError("tokenizer has no mask token: not a masked-LM tokenizer",
-                                   where=str(tokenizer_dir))
-        prefix = () if ids.get("cls") is None else (ids["cls"],)
-        suffix = () if ids.get("sep") is None else (ids["sep"],)
-        return SpecialLayout(prefix, suffix, ids["mask"], ids.get("pad") or 0)
-    auto = tokenizer.hf_auto
-    probe = auto.build_inputs_with_special_tokens([-1])
-    cut = probe.index(-1)
-    if auto.mask_token_id is None:
-        raise InputFormatError("tokenizer has no mask token: not a masked-LM tokenizer",
-                               where=str(tokenizer_dir))
-    pad = auto.pad_token_id if auto.pad_token_id is not None else 0
-    return SpecialLayout(tuple(probe[:cut]), tuple(probe[cut + 1 :]), auto.mask_token_id, pad)
-
-
-def load_scoring_tokenizer(directory: str | Path) -> DnaTokenizer | _HFTokenizer:
-    """dnalm's fast tokenizer when the directory has ``dnalm_tokenizer.json``, else the HF one."""
-    directory = Path(directory)
-    if (directory / METADATA_FILE).is_file():
-        return load_tokenizer(directory)
-    if not (directory / "tokenizer.json").is_file() and not (
-        directory / "tokenizer_config.json"
-    ).is_file():
-        raise InputFormatError("no tokenizer found (tokenizer.json)", where=str(directory))
-    return _HFTokenizer(directory)
+def _layout(tokenizer: DnaTokenizer) -> SpecialLayout:
+    ids = tokenizer.special_ids
+    pad = ids.get("pad")
+    return SpecialLayout(tuple(tokenizer.prefix), tuple(tokenizer.suffix), int(ids["mask"]),
+                         int(pad) if pad is not None else 0)
 
 
 def max_input_tokens(config) -> int:
     """Longest input (special tokens included) the model's positions allow (512 if unbounded)."""
-    return encoder_position_limit(config) or 512
+    return position_limit(config) or 512
 
 
 def _encoder_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, Callable] | None:
@@ -131,17 +89,15 @@ class MaskedLM:
         head_at_masked_only: bool = True,
     ) -> None:
         model_dir = Path(model_dir)
-        if not (model_dir / "config.json").is_file():
-            raise InputFormatError("not a Hugging Face model directory (no config.json)",
-                                   where=str(model_dir))
+        self.directory = inspect_model_dir(model_dir, trust_remote_code=trust_remote_code)
         self.device = torch.device(device) if device is not None else pick_device()
-        self.model = AutoModelForMaskedLM.from_pretrained(
-            str(model_dir), trust_remote_code=trust_remote_code
-        ).to(self.device)
-        self.model.eval()
-        self.tokenizer = load_scoring_tokenizer(tokenizer_dir or model_dir)
-        self.special = _layout(Path(tokenizer_dir or model_dir), self.tokenizer)
-        self.max_tokens = max_input_tokens(self.model.config)
+        self.model = load_masked_lm(self.directory, trust_remote_code=trust_remote_code)
+        self.model.to(self.device).eval()
+        self.tokenizer = load_model_tokenizer(tokenizer_dir or model_dir,
+                                              config=encoder_config(self.model))
+        log.info("tokenizer: %s", self.tokenizer.describe())
+        self.special = _layout(self.tokenizer)
+        self.max_tokens = max_input_tokens(encoder_config(self.model))
         self.vocab_size = int(getattr(self.model.config, "vocab_size", 0) or 0)
         self._split = _encoder_and_head(self.model) if head_at_masked_only else None
         #: a model pretrained with recurrent memory: windows read upstream context through it
@@ -151,8 +107,7 @@ class MaskedLM:
             self._use_memory(self.model)
         self.max_content = self.max_tokens - len(self.special.prefix) - len(self.special.suffix)
         self._memory_cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
-        meta = model_dir / METADATA_FILE
-        self.metadata = json.loads(meta.read_text()) if meta.is_file() else {}
+        self.metadata = self.tokenizer.metadata
 
     def _use_memory(self, model: RMTForMaskedLM) -> None:
         """Score each window as the last segment of an RMT: ``[CLS] [MEM] x m [SEP] content

@@ -72,16 +72,57 @@ class ScoreConfig:
             raise ConfigError("batch_size must be >= 1")
 
 
-def default_window_bp(lm: MaskedLM) -> int:
-    """Window in bases that fills the model's input for its tokenizer kind."""
-    kind, k = lm.tokenizer.kind, lm.tokenizer.k or 1
-    if kind == "char":
-        return lm.max_content
-    if kind == "kmer":
-        return lm.max_content + k - 1
-    if kind == "nt_kmer":
-        return lm.max_content * k
-    return lm.max_content * 4  # BPE: ~4-5 bp per token; tokens beyond the input are cropped
+#: Genome sample on which a tokenizer's bases per token are measured: pieces x bases.
+_SAMPLE_PIECES, _SAMPLE_PIECE_BP = 16, 4_000
+
+
+def bases_per_token(lm: MaskedLM, genome: Genome) -> float:
+    """Mean bases per content token of the model's tokenizer on this genome (measured once).
+
+    Evenly spaced pieces of the genome's contigs (N-only pieces skipped) are tokenized with the
+    model's own tokenizer: GENA-LM's 32k BPE averages about 9 bp per token, DNABERT-2's about
+    5, NT's 6-mers just under 6 (leftovers and N are single tokens), single bases 1.
+    """
+    cache = lm.__dict__.setdefault("_bases_per_token", {})
+    key = getattr(genome, "path", id(genome))
+    if key in cache:
+        return cache[key]
+    if lm.tokenizer.kind in ("char", "kmer"):  # every token adds exactly one base
+        cache[key] = 1.0
+        return 1.0
+    pieces = []
+    contigs = sorted(genome.lengths.items(), key=lambda kv: -kv[1])
+    per_contig = max(1, _SAMPLE_PIECES // len(contigs))
+    for contig, length in contigs:
+        for j in range(per_contig):
+            start = int(length * (j + 0.5) / per_contig)
+            seq = genome.fetch(contig, start, min(length, start + _SAMPLE_PIECE_BP)).upper()
+            if seq and seq.count("N") < len(seq) // 2:
+                pieces.append(seq)
+        if len(pieces) >= _SAMPLE_PIECES:
+            break
+    if not pieces:
+        cache[key] = 4.0  # an all-N genome: nothing to measure, nothing to score either
+        return 4.0
+    batch = lm.tokenizer.encode_batch(pieces)
+    value = sum(map(len, pieces)) / max(1, batch.num_tokens)
+    cache[key] = value
+    log.info("tokenizer reads %.2f bases per token on this genome", value)
+    return value
+
+
+def window_bases(lm: MaskedLM, genome: Genome, tokens: int, *, margin: float = 1.1) -> int:
+    """Bases that give at least ``tokens`` content tokens with the model's tokenizer.
+
+    Exact for single bases (``tokens``) and overlapping k-mers (``tokens + k - 1``); measured
+    for BPE and NT k-mers, with ``margin`` to spare: tokens beyond the input are cropped around
+    the variant, so a window that is a little too long still fills the model's input.
+    """
+    if lm.tokenizer.kind == "char":
+        return tokens
+    if lm.tokenizer.kind == "kmer":
+        return tokens + (lm.tokenizer.k or 1) - 1
+    return int(np.ceil(tokens * bases_per_token(lm, genome) * margin))
 
 
 @dataclass
@@ -190,7 +231,7 @@ def score_variants(
     """
     t0 = time.perf_counter()
     out = variants.copy().reset_index(drop=True)
-    window = cfg.window_bp or default_window_bp(lm)
+    window = cfg.window_bp or window_bases(lm, genome, lm.max_content)
     out["score"] = np.nan
     out["score_fwd"] = np.nan
     out["score_rev"] = np.nan
@@ -276,18 +317,6 @@ def _window_sequences(genome: Genome, sub: pd.DataFrame, win: _Windows) -> tuple
     return refs, alts
 
 
-def context_bp(lm: MaskedLM, tokens: int) -> int:
-    """Bases that give at least ``tokens`` tokens with the model's tokenizer (BPE: generous)."""
-    kind, k = lm.tokenizer.kind, lm.tokenizer.k or 1
-    if kind == "char":
-        return tokens
-    if kind == "kmer":
-        return tokens + k - 1
-    if kind == "nt_kmer":
-        return tokens * k
-    return tokens * 12  # BPE: DNA tokens average 4-9 bp; the surplus is cut after tokenizing
-
-
 def _upstream_contexts(lm: MaskedLM, genome: Genome, contigs, win: _Windows,
                        contig_lengths: np.ndarray, *, reverse: bool) -> list[np.ndarray]:
     """Token ids of the sequence read before each window (``lm.context_tokens`` at most).
@@ -296,7 +325,7 @@ def _upstream_contexts(lm: MaskedLM, genome: Genome, contigs, win: _Windows,
     window is read reverse-complemented, so its upstream is the reverse complement of the bases
     right of it. Reference alleles (the variant lies in the window itself).
     """
-    span = context_bp(lm, lm.context_tokens)
+    span = window_bases(lm, genome, lm.context_tokens, margin=1.5)
     spans = []
     for contig, ws, we, n in zip(contigs, win.starts, win.ends, contig_lengths, strict=True):
         lo, hi = (int(we), min(int(n), int(we) + span)) if reverse else (max(0, int(ws) - span),

@@ -39,6 +39,7 @@ import importlib.metadata
 import itertools
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -48,7 +49,7 @@ from typing import Any
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers.trainers import BpeTrainer
 
-from dnalm.errors import ConfigError
+from dnalm.errors import ConfigError, InputFormatError
 from dnalm.io import atomic_dir
 from dnalm.tokenizers.sample import sample_training_sequences
 from dnalm.tokenizers.spec import (
@@ -193,37 +194,45 @@ def _save_hf(tokenizer: Tokenizer, out_dir: Path, model_max_length: int | None) 
 
 
 def _copy_pretrained(path: str, out_dir: Path, model_max_length: int | None) -> dict[str, Any]:
-    """Load a local Hugging Face tokenizer directory and re-save it into ``out_dir``.
+    """Copy a local tokenizer directory that dnalm recognises into ``out_dir``.
 
-    Only fast tokenizers (with a ``tokenizer.json``) are accepted, because dnalm tokenizes shards
-    with the ``tokenizers`` library; remote code is never trusted.
+    Any layout :func:`dnalm.tokenizers.formats.read_format` reads (published DNABERT k-mer and
+    Nucleotide Transformer vocabularies, BPE and other ``tokenizers`` files). The files are
+    copied as they are — nothing is loaded through transformers, so a directory whose
+    ``config.json`` names remote code never prompts — and ``model_max_length`` is written into
+    the copy's ``tokenizer_config.json``.
     """
-    from transformers import AutoTokenizer
+    from dnalm.tokenizers.formats import read_format
 
     source = Path(path)
     if not source.is_dir():
         raise ConfigError("pretrained tokenizer path is not a directory", where=str(source))
     try:
-        hf = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot load a Hugging Face tokenizer: {first_line}",
-                          where=str(source)) from exc
-    if getattr(hf, "backend_tokenizer", None) is None:
-        raise ConfigError("not a fast tokenizer (no tokenizer.json); dnalm needs one",
-                          where=str(source))
+        fmt = read_format(source)
+    except InputFormatError as exc:
+        raise ConfigError(f"not a tokenizer dnalm reads: {exc.reason}",
+                          where=exc.where or str(source)) from None
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "vocab.txt", "added_tokens.json"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out_dir / name)
     if model_max_length:
-        hf.model_max_length = model_max_length
-    hf.save_pretrained(str(out_dir))
-    if not (out_dir / "tokenizer.json").is_file():
-        raise ConfigError("the tokenizer saved no tokenizer.json", where=str(source))
+        config_path = out_dir / "tokenizer_config.json"
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        config["model_max_length"] = model_max_length
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
     roles = ("pad", "unk", "cls", "sep", "mask")
+    names = {i: t for t, i in fmt.special_tokens.items()}
+    if fmt.vocab is not None:
+        names = dict(enumerate(fmt.vocab))
     return {
         "source": str(source.resolve()),
-        "special_tokens": {getattr(hf, f"{r}_token"): getattr(hf, f"{r}_token_id") for r in roles
-                           if getattr(hf, f"{r}_token", None) is not None},
-        "special_ids": {r: getattr(hf, f"{r}_token_id", None) for r in roles},
-        "vocab_size": len(hf),
+        "format": {"kind": fmt.kind, "k": fmt.k, "origin": fmt.origin},
+        "special_tokens": {names[fmt.special_ids[r]]: fmt.special_ids[r] for r in roles
+                           if fmt.special_ids.get(r) is not None},
+        "special_ids": {r: fmt.special_ids.get(r) for r in roles},
+        "vocab_size": fmt.vocab_size,
+        "k_format": fmt.k,
     }
 
 
@@ -262,7 +271,8 @@ def build_tokenizer(
     with atomic_dir(out) as tmp:
         if parsed.kind == "pretrained":
             metadata.update(_copy_pretrained(parsed.path, tmp, parsed.model_max_length))
-            metadata["input"] = "sequence"
+            kind = metadata["format"]["kind"]
+            metadata["input"] = "kmer_text" if kind == "kmer" else "sequence"
         else:
             tokenizer = _build_kind(parsed, train_parts, metadata)
             _save_hf(tokenizer, tmp, parsed.model_max_length)
@@ -271,7 +281,7 @@ def build_tokenizer(
             metadata["special_ids"] = dict(zip(("pad", "unk", "cls", "sep", "mask"),
                                                range(len(SPECIAL_TOKENS)), strict=True))
             metadata["input"] = "kmer_text" if parsed.kind == "kmer" else "sequence"
-        metadata["k"] = parsed.k
+        metadata["k"] = metadata.pop("k_format", parsed.k)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=1) + "\n")
     log.info("tokenizer %s (%s, %d tokens) written", out, parsed.kind, metadata["vocab_size"])
     return metadata

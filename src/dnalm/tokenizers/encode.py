@@ -26,7 +26,6 @@ across shards (:func:`dnalm.tokenizers.tokenize_shards`).
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,8 @@ import pyarrow.compute as pc
 from tokenizers import Tokenizer
 
 from dnalm.errors import InputFormatError
-from dnalm.tokenizers.spec import ALPHABET, KINDS, METADATA_FILE, N_SPECIAL, UNK_ID
+from dnalm.tokenizers.formats import TokenizerFormat, read_format
+from dnalm.tokenizers.spec import ALPHABET, N_SPECIAL, UNK_ID
 
 #: Base → code: A C G T (either case) → 0..3, N → 4, anything else → 5.
 _CODES = np.full(256, 5, dtype=np.uint8)
@@ -239,54 +239,94 @@ def kmer_text(sequence: str, k: int) -> str:
 
 
 class DnaTokenizer:
-    """A saved tokenizer directory, loaded for fast batch tokenization (see the module docstring).
+    """A tokenizer directory, loaded for fast batch tokenization (see the module docstring).
+
+    Any layout :func:`dnalm.tokenizers.formats.read_format` recognises: dnalm's own tokenizers
+    and the published ones (DNABERT's k-mer ``vocab.txt``, Nucleotide Transformer's
+    ``EsmTokenizer``, DNABERT-2's and GENA-LM's BPE ``tokenizer.json``).
 
     Attributes: ``kind``, ``k`` (k-mer kinds), ``vocab_size`` (special tokens included),
     ``special_tokens`` (token → id), ``special_ids`` (role ``pad``/``unk``/``cls``/``sep``/
-    ``mask`` → id, ``None`` where a pretrained tokenizer lacks one; 0..4 for dnalm-built ones),
-    ``metadata`` (``dnalm_tokenizer.json``), ``hf`` (the saved ``tokenizers.Tokenizer``,
-    post-processor included).
+    ``mask``/``bos``/``eos`` → id, ``None`` where the tokenizer has none; 0..4 for dnalm-built
+    ones), ``prefix``/``suffix`` (the special ids around a sequence), ``format`` (what was
+    recognised), ``metadata`` (``dnalm_tokenizer.json``, {} for a published directory).
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        meta_path = self.directory / METADATA_FILE
-        hf_path = self.directory / "tokenizer.json"
-        if not meta_path.is_file() or not hf_path.is_file():
-            raise InputFormatError(f"not a dnalm tokenizer directory (needs {METADATA_FILE} and "
-                                   "tokenizer.json)", where=str(self.directory))
-        self.metadata: dict[str, Any] = json.loads(meta_path.read_text())
-        self.kind: str = self.metadata["kind"]
-        if self.kind not in KINDS:
-            raise InputFormatError(f"unknown tokenizer kind {self.kind!r}", where=str(meta_path))
-        self.k: int | None = self.metadata.get("k")
-        self.vocab_size: int = int(self.metadata["vocab_size"])
-        self.special_tokens: dict[str, int] = self.metadata["special_tokens"]
-        self.special_ids: dict[str, int | None] = self.metadata["special_ids"]
+        self.format: TokenizerFormat = read_format(self.directory)
+        fmt = self.format
+        self.metadata: dict[str, Any] = dict(fmt.metadata)
+        self.kind: str = fmt.kind
+        self.k: int | None = fmt.k
+        self.vocab_size: int = fmt.vocab_size
+        self.special_ids: dict[str, int | None] = dict(fmt.special_ids)
+        self.special_tokens: dict[str, int] = fmt.special_tokens
         self.unk_id: int | None = self.special_ids.get("unk")
-        self.hf = Tokenizer.from_file(str(hf_path))
+        self.prefix: tuple[int, ...] = fmt.prefix
+        self.suffix: tuple[int, ...] = fmt.suffix
+        self.hf: Tokenizer | None = (Tokenizer.from_file(str(fmt.library_file))
+                                     if fmt.library_file is not None else None)
         self._plain: Tokenizer | None = None
         self._token_bases: np.ndarray | None = None
-        if self.kind == "bpe":
-            # our sequences are upper-cased by Arrow already: skip the (costly) normalizer
+        if self.kind == "bpe" and not fmt.normalized:
+            # sequences are upper-cased by Arrow already: skip the (costly) case normalizer
             self._plain = Tokenizer.from_str(self.hf.to_str())
             self._plain.normalizer = None
             self._token_bases = self.token_lengths()
 
+    def describe(self) -> str:
+        """One line for logs: what the directory was recognised as."""
+        return self.format.describe()
+
+    def largest_id(self) -> int:
+        """The largest id this tokenizer puts into a model input (content, layout, mask, pad).
+
+        Smaller than ``vocab_size - 1`` where a vocabulary lists tokens it never emits (NT v1's
+        ``<eos>``/``<bos>`` after the bases, outside its 4,105 embeddings).
+        """
+        used = [*self.prefix, *self.suffix, *(self.special_ids.get(r) for r in ("mask", "pad",
+                                                                               "unk"))]
+        content = (int(self.format.id_map.max()) if self.format.id_map is not None
+                    else self.vocab_size - 1)
+        return max([content, *(int(i) for i in used if i is not None)])
+
+    def _vocabulary(self) -> dict[str, int]:
+        if self.format.vocab is not None:
+            return {t: i for i, t in enumerate(self.format.vocab) if t}
+        if self.hf is not None:
+            return self.hf.get_vocab(with_added_tokens=True)
+        from dnalm.tokenizers.formats import canonical_tokens
+
+        return {t: i for i, t in enumerate(canonical_tokens(self.kind, self.k))}
+
     def token_lengths(self) -> np.ndarray:
         """Bases covered by each vocabulary id (``[UNK]`` counts 1, other specials their text)."""
         lengths = np.zeros(self.vocab_size, dtype=np.int32)
-        overlapping = self.kind == "kmer"
-        for token, index in self.hf.get_vocab(with_added_tokens=True).items():
+        special = set(self.special_tokens.values())
+        for token, index in self._vocabulary().items():
             if index < self.vocab_size:
-                lengths[index] = self.k if overlapping and index >= N_SPECIAL else len(token)
+                overlapping = self.kind == "kmer" and index not in special
+                lengths[index] = self.k if overlapping else len(token)
         if self.unk_id is not None:
             lengths[self.unk_id] = 1
         return lengths
 
     def id_to_token(self, ids: Iterable[int]) -> list[str]:
         """Token strings of ids."""
-        return [self.hf.id_to_token(int(i)) for i in ids]
+        if self.format.vocab is not None:
+            return [self.format.vocab[int(i)] for i in ids]
+        if self.hf is not None:
+            return [self.hf.id_to_token(int(i)) for i in ids]
+        names = list(self._vocabulary())
+        return [names[int(i)] for i in ids]
+
+    def wrap(self, content: Iterable[int]) -> np.ndarray:
+        """Content token ids with the tokenizer's special tokens around them (int64)."""
+        return np.concatenate([np.asarray(self.prefix, np.int64),
+                               np.asarray(list(content) if not isinstance(content, np.ndarray)
+                                          else content, np.int64),
+                               np.asarray(self.suffix, np.int64)])
 
     def encode(self, sequence: str) -> TokenizedBatch:
         """Tokenize one sequence (a one-row batch)."""
@@ -298,12 +338,16 @@ class DnaTokenizer:
         if self.kind in ("char", "kmer", "nt_kmer"):
             data, offsets = sequence_buffer(array)
             if self.kind == "char":
-                return encode_char(data, offsets)
-            if self.kind == "kmer":
-                return encode_kmer(data, offsets, self.k)
-            return encode_nt_kmer(data, offsets, self.k)
+                batch = encode_char(data, offsets)
+            elif self.kind == "kmer":
+                batch = encode_kmer(data, offsets, self.k)
+            else:
+                batch = encode_nt_kmer(data, offsets, self.k)
+            if self.format.id_map is not None:
+                batch.ids = self.format.id_map[batch.ids]
+            return batch
         upper = pc.ascii_upper(array)
-        if self.kind == "bpe":
+        if self._plain is not None:
             batch = self._encode_by_lengths(upper)
             if batch is not None:
                 return batch
@@ -342,5 +386,5 @@ class DnaTokenizer:
 
 
 def load_tokenizer(directory: str | Path) -> DnaTokenizer:
-    """Load a tokenizer directory written by :func:`dnalm.tokenizers.build_tokenizer`."""
+    """Load any tokenizer directory dnalm recognises (see :mod:`dnalm.tokenizers.formats`)."""
     return DnaTokenizer(directory)

@@ -12,8 +12,8 @@ import torch
 from transformers import PreTrainedModel
 
 from dnalm.errors import ConfigError
+from dnalm.models.directory import load_masked_lm, read_model_meta
 from dnalm.models.presets import TokenizerInfo, load_tokenizer_info
-from dnalm.models.saving import load_model_dir, read_model_meta
 from dnalm.train import distributed
 from dnalm.train.checkpoint import preserved_rng
 from dnalm.train.collator import IGNORE_INDEX
@@ -96,6 +96,6 @@ def evaluate_model_dir(
     tok = load_tokenizer_info(model_dir)
     device = torch.device("cuda", 0) if gpus and torch.cuda.is_available() else torch.device("cpu")
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
-    model = load_model_dir(model_dir).to(device)
+    model = load_masked_lm(model_dir).to(device)
     shards = list_shards(token_dirs, what="evaluation token")
     return evaluate(model, shards, config, tok, env, autocast_context(config, device))

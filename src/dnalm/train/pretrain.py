@@ -61,6 +61,7 @@ from transformers.utils import logging as hf_logging
 from dnalm.errors import ConfigError, DnalmError
 from dnalm.io import atomic_dir
 from dnalm.logs import Progress
+from dnalm.models.directory import load_masked_lm
 from dnalm.models.presets import (
     TokenizerInfo,
     build_model,
@@ -71,7 +72,7 @@ from dnalm.models.presets import (
     resolve_max_length,
 )
 from dnalm.models.rmt import RMTForMaskedLM, encoder_config
-from dnalm.models.saving import load_model_dir, save_model_dir
+from dnalm.models.saving import save_model_dir
 from dnalm.train import distributed
 from dnalm.train.checkpoint import (
     TRAINER_STATE,
@@ -192,7 +193,7 @@ def _prepare_model(
             attn_implementation=config.attn_implementation,
         )
     else:
-        model = load_model_dir(previous, attn_implementation=config.attn_implementation)
+        model = load_masked_lm(previous, attn_implementation=config.attn_implementation)
     vocab = encoder_config(model).vocab_size
     if vocab < tok.vocab_size:
         raise ConfigError(

@@ -14,8 +14,9 @@ import torch
 from transformers import PreTrainedModel
 
 from dnalm.errors import ConfigError
+from dnalm.models.directory import position_limit
 from dnalm.models.presets import TokenizerInfo, count_parameters
-from dnalm.models.rmt import encoder_config, encoder_position_limit
+from dnalm.models.rmt import encoder_config
 from dnalm.train.checkpoint import preserved_rng
 from dnalm.train.collator import IGNORE_INDEX
 from dnalm.train.components import forward_loss, restore_block_sparse
@@ -57,7 +58,7 @@ def estimate_training_bytes(model: PreTrainedModel, batch_size: int, seq_len: in
     """
     cfg = encoder_config(model)
     hidden, layers, heads = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads
-    context = min(seq_len, encoder_position_limit(cfg) or seq_len)  # RMT: one segment at a time
+    context = min(seq_len, position_limit(cfg) or seq_len)  # RMT: one segment at a time
     if getattr(cfg, "attention_type", None) == "block_sparse":
         context = min(seq_len, (5 + 2 * cfg.num_random_blocks) * cfg.block_size)
     per_layer = seq_len * batch_size * hidden * (34 + 5 * heads * context / hidden)
