@@ -23,6 +23,7 @@ include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/report.smk"
 include: "rules/score.smk"
+include: "rules/tracks.smk"
 include: "rules/coding.smk"
 
 

@@ -63,9 +63,10 @@ def _vm_hwm_mib() -> float:
 def run_one(method: str, factor: int, steps: int, threads: int) -> dict[str, Any]:
     """Time ``steps`` training steps of one configuration (in this process)."""
     import torch
+    from memory import saved_activation_bytes  # benchmarks/memory.py, beside this script
     from transformers import BertConfig, BertForSequenceClassification
 
-    from dnalm.models.rmt import RMTConfig, RMTForSequenceClassification, saved_activation_bytes
+    from dnalm.models.rmt import RMTConfig, RMTForSequenceClassification
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -43,9 +43,9 @@ from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 from dnalm.genome import Genome
 from dnalm.score.lm import MaskedLM
-from dnalm.score.variants import check_against_genome, read_variants
 from dnalm.score.vep import ScoreConfig, place_windows, score_variants
 from dnalm.tokenizers import build_tokenizer, load_tokenizer
+from dnalm.variants import check_against_genome, read_variants
 
 SIZES = {
     # ~0.5M parameters (the "0.5M model")

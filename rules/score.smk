@@ -1,6 +1,8 @@
 # Zero-shot variant scoring split into region jobs, gathered into one table + annotated VCF;
 # saturation mutagenesis of BED regions; out-of-core summaries.
 
+from dnalm.score.settings import WORKFLOW_KEYS as SCORE_WORKFLOW_KEYS
+
 SCORING = config["scoring"]
 
 
@@ -42,7 +44,7 @@ rule score_variants_region:
     output:
         "results/scores/{genome}/{model}/{vcf}/regions/{region}.parquet",
     params:
-        scoring={k: v for k, v in SCORING.items() if k not in ("variants", "saturation")},
+        scoring={k: v for k, v in SCORING.items() if k not in SCORE_WORKFLOW_KEYS},
         regions=SCORING["regions"],
         model_dir=lambda wc: model_dir(wc.model),
         match_chr_prefix=config["contigs"]["match_chr_prefix"],
@@ -130,7 +132,7 @@ rule saturation_mutagenesis:
         bigwig="results/scores/{genome}/{model}/saturation_{name}.bw",
     params:
         scoring=lambda wc: {
-            **{k: v for k, v in SCORING.items() if k not in ("variants", "saturation")},
+            **{k: v for k, v in SCORING.items() if k not in SCORE_WORKFLOW_KEYS},
             **{k: v for k, v in SCORING["saturation"][wc.name].items() if k not in ("genome", "bed")},
         },
         match_chr_prefix=config["contigs"]["match_chr_prefix"],
@@ -147,69 +149,3 @@ rule saturation_mutagenesis:
         **gpu_resources("saturation_mutagenesis"),
     script:
         "../scripts/saturate.py"
-
-
-# Genome-wide tracks of fine-tuned runs: region jobs, then Parquet + bedGraph + bigWig.
-TRACKS = config.get("tracks", {})
-
-for _name, _spec in TRACKS.items():
-    if _spec["task"] not in FINETUNE_TASKS or _spec["run"] not in FINETUNE_RUNS:
-        sys.exit(f"dnalm: error: tracks.{_name}: task {_spec['task']!r} / run {_spec['run']!r} "
-                 "is not defined under finetune")
-
-
-def track_targets():
-    targets = []
-    for name, spec in TRACKS.items():
-        base = f"results/tracks/{spec['genome']}/{name}"
-        targets += [f"{base}.parquet", f"{base}.bedgraph", f"{base}.bw", f"{base}.png"]
-    return targets
-
-
-rule track_region:
-    input:
-        run=lambda wc: f"results/finetune/{TRACKS[wc.track]['task']}/{TRACKS[wc.track]['run']}",
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
-    output:
-        "results/tracks/{genome}/{track}/regions/{region}.parquet",
-    params:
-        spec=lambda wc: TRACKS[wc.track],
-    log:
-        "logs/tracks/{genome}_{track}_{region}.log",
-    benchmark:
-        "results/benchmarks/tracks/{genome}_{track}_{region}.tsv"
-    threads: threads_for("track_region")
-    resources:
-        mem_mb=mem_for("track_region"),
-        runtime=runtime_for("track_region"),
-        **gpu_resources("track_region"),
-    script:
-        "../scripts/track_region.py"
-
-
-rule gather_track:
-    input:
-        parts=lambda wc: expand("results/tracks/{{genome}}/{{track}}/regions/{region}.parquet",
-                                region=range(TRACKS[wc.track].get("regions", 2))),
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
-    output:
-        table="results/tracks/{genome}/{track}.parquet",
-        bedgraph="results/tracks/{genome}/{track}.bedgraph",
-        bigwig="results/tracks/{genome}/{track}.bw",
-        picture=report("results/tracks/{genome}/{track}.png", category="Tracks",
-                       labels={"track": "{track}", "genome": "{genome}"}),
-    params:
-        stride=lambda wc: TRACKS[wc.track]["stride_bp"],
-    log:
-        "logs/tracks/{genome}_{track}_gather.log",
-    benchmark:
-        "results/benchmarks/tracks/{genome}_{track}_gather.tsv"
-    threads: 1
-    resources:
-        mem_mb=mem_for("gather_track"),
-        runtime=runtime_for("gather_track"),
-    script:
-        "../scripts/gather_track.py"

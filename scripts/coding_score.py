@@ -4,6 +4,7 @@ when model directories are given (rules coding_consequences and score_coding).""
 import torch
 
 from dnalm.coding.run import score_coding
+from dnalm.coding.settings import coding_settings
 from dnalm.logs import run_script
 
 
@@ -15,10 +16,9 @@ def main(sm) -> None:
         sm.input.variants,
         list(sm.params.model_dirs),
         sm.output.table,
-        mode=sm.params.coding.get("mode", "masked-marginal"),
-        batch_size=int(sm.params.coding.get("batch_size", 8)),
-        codon_tables=sm.params.coding.get("codon_tables") or {},
+        settings=coding_settings(sm.params.coding),
         match_chr_prefix=sm.params.match_chr_prefix,
+        gpus=int(sm.resources.get("gpu", 0)),
     )
 
 

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from dnalm.finetune.tracks import gather_track
 from dnalm.logs import run_script
-from dnalm.score.tracks import gather_track
 
 
 def main(sm) -> None:

@@ -3,7 +3,8 @@
 import torch
 
 from dnalm.logs import run_script
-from dnalm.score.run import saturate_regions, score_config
+from dnalm.score.run import saturate_regions
+from dnalm.score.settings import score_config
 
 
 def main(sm) -> None:

@@ -3,7 +3,8 @@
 import torch
 
 from dnalm.logs import run_script
-from dnalm.score.run import score_config, score_vcf_region
+from dnalm.score.run import score_vcf_region
+from dnalm.score.settings import score_config
 
 
 def main(sm) -> None:

@@ -123,3 +123,59 @@ def random_genome(n: int, seed: int = 0) -> str:
     rng = np.random.default_rng(seed)
     seq = "".join(rng.choice(list("ACGT"), size=n))
     return seq[:1500] + "N" * 30 + seq[1530:]
+
+
+def brute_force_masked_marginal(lm, ref_window: str, alt_window: str) -> float:
+    """Masked-marginal score of one variant from first principles, for any tokenizer layout:
+    plain loops find the differing token spans, each allele's window is masked there and run
+    through the model's full forward (head everywhere, no batching), special tokens by role.
+    Windows longer than the model's input are cut around the change as the scorer documents."""
+    tok = lm.tokenizer
+
+    def tokens(seq: str) -> list[tuple[int, int, int]]:
+        b = tok.encode(seq)
+        return list(zip(b.ids.tolist(), b.starts.tolist(), b.ends.tolist(), strict=True))
+
+    r, a = tokens(ref_window), tokens(alt_window)
+    p = 0
+    while p < min(len(r), len(a)) and r[p][:2] == a[p][:2]:
+        p += 1
+    s = 0
+    while s < min(len(r), len(a)) - p and r[-1 - s][0] == a[-1 - s][0] and \
+            r[-1 - s][2] == a[-1 - s][2]:
+        s += 1
+
+    def logp(ids: list[int], span: range) -> torch.Tensor:
+        x = torch.tensor([tok.wrap(ids).tolist()])
+        offset = len(tok.prefix)
+        for j in span:
+            x[0, offset + j] = tok.special_ids["mask"]
+        with torch.no_grad():
+            return torch.log_softmax(lm.model(input_ids=x).logits[0].double(), -1)[offset:]
+
+    ref_ids, alt_ids = [t[0] for t in r], [t[0] for t in a]
+    # a window longer than the model input keeps the changed span and, around it, as many
+    # context tokens as fit: one at a time, right side first, a side that runs out yields
+    room = lm.max_content - max(len(r) - s - p, len(a) - s - p)
+    left = right = 0
+    while room > 0 and (left < p or right < s):
+        if right < s and (right <= left or left >= p):
+            right += 1
+        else:
+            left += 1
+        room -= 1
+    ref_ids = ref_ids[p - left : len(ref_ids) - s + right]
+    alt_ids = alt_ids[p - left : len(alt_ids) - s + right]
+    p, s = left, right
+    span_r, span_a = range(p, len(ref_ids) - s), range(p, len(alt_ids) - s)
+    lp_r, lp_a = logp(ref_ids, span_r), logp(alt_ids, span_a)
+    return float(sum(lp_a[j, alt_ids[j]] for j in span_a)
+                 - sum(lp_r[j, ref_ids[j]] for j in span_r))
+
+
+def windows_of(table_row, genome_seq: str) -> tuple[str, str]:
+    """The reference and alternate windows of a scored row, from its ``window`` column."""
+    start, end = (int(x) for x in table_row.window.split(":")[1].split("-"))
+    ref_w = genome_seq[start:end].upper()
+    p = int(table_row.start) - start
+    return ref_w, ref_w[:p] + table_row.alt + ref_w[p + len(table_row.ref):]

@@ -203,6 +203,25 @@ def test_protein_table_and_saturation(esm_dir, tmp_path):
     assert pd.read_parquet(tmp_path / "sat.parquet")["score"].notna().all()
 
 
+def test_score_protein_command_equals_the_library(esm_dir, tmp_path):
+    """`dnalm score-protein` (table and saturation) writes what the library functions compute."""
+    from dnalm.cli import main
+
+    seq = SEQ[:30]
+    table = tmp_path / "dms.csv"
+    pd.DataFrame({"mutant": ["K2A", "T3G:A4C"]}).to_csv(table, index=False)
+    assert main(["score-protein", "--model", str(esm_dir), "--table", str(table), "--sequence",
+                 seq, "--out", str(tmp_path / "cli.parquet")]) == 0
+    direct = score_protein_table(table, [esm_dir], tmp_path / "lib.parquet", sequence=seq)
+    pd.testing.assert_series_equal(pd.read_parquet(tmp_path / "cli.parquet")["score"],
+                                   direct["score"], check_names=False)
+    assert main(["score-protein", "--model", str(esm_dir), "--sequence", seq, "--saturate",
+                 "--mode", "wt-marginal", "--out", str(tmp_path / "sat.parquet")]) == 0
+    assert len(pd.read_parquet(tmp_path / "sat.parquet")) == 30 * 19
+    assert main(["score-protein", "--model", str(esm_dir), "--out",
+                 str(tmp_path / "none.parquet")]) == 1
+
+
 def test_bad_mutant_wild_type(esm_dir, tmp_path):
     table = tmp_path / "bad.tsv"
     pd.DataFrame({"mutant": ["K2A", "W3A"], "sequence": [SEQ, SEQ]}).to_csv(table, sep="\t",

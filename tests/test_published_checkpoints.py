@@ -33,8 +33,9 @@ from dnalm.errors import DnalmError
 from dnalm.genome import Genome
 from dnalm.models.directory import inspect_model_dir, load_masked_lm
 from dnalm.score.lm import MaskedLM
-from dnalm.score.variants import check_against_genome, read_variants
 from dnalm.score.vep import ScoreConfig, score_variants
+from dnalm.variants import check_against_genome, read_variants
+from tests.scoring_utils import brute_force_masked_marginal
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "tests" / "data" / "published"
@@ -136,38 +137,6 @@ def test_scorer_reproduces_the_authors_log_probabilities(name: str) -> None:
     assert worst < 1e-4, f"{name}: max |Δ log p| {worst:.2e}"
 
 
-def _brute_force(lm: MaskedLM, ref_window: str, alt_window: str) -> float:
-    """Masked-marginal score with plain loops and full forward passes of the loaded model."""
-    tok = lm.tokenizer
-
-    def tokens(seq: str) -> list[tuple[int, int, int]]:
-        b = tok.encode(seq)
-        return list(zip(b.ids.tolist(), b.starts.tolist(), b.ends.tolist(), strict=True))
-
-    r, a = tokens(ref_window), tokens(alt_window)
-    p = 0
-    while p < min(len(r), len(a)) and r[p][:2] == a[p][:2]:
-        p += 1
-    s = 0
-    while s < min(len(r), len(a)) - p and r[-1 - s][0] == a[-1 - s][0] and \
-            r[-1 - s][2] == a[-1 - s][2]:
-        s += 1
-
-    def logp(ids: list[int], span: range) -> torch.Tensor:
-        x = torch.tensor([tok.wrap(ids).tolist()])
-        offset = len(tok.prefix)
-        for j in span:
-            x[0, offset + j] = tok.special_ids["mask"]
-        with torch.no_grad():
-            return torch.log_softmax(lm.model(input_ids=x).logits[0].double(), -1)[offset:]
-
-    ref_ids, alt_ids = [t[0] for t in r], [t[0] for t in a]
-    span_r, span_a = range(p, len(r) - s), range(p, len(a) - s)
-    lp_r, lp_a = logp(ref_ids, span_r), logp(alt_ids, span_a)
-    return float(sum(lp_a[j, alt_ids[j]] for j in span_a)
-                 - sum(lp_r[j, ref_ids[j]] for j in span_r))
-
-
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_variant_scores_equal_brute_force(name: str, genome: Path) -> None:
     lm = scorer(name)
@@ -183,7 +152,7 @@ def test_variant_scores_equal_brute_force(name: str, genome: Path) -> None:
         ref_w = record[ws : ws + window]
         p = int(row.start) - ws
         alt_w = ref_w[:p] + row.alt + ref_w[p + len(row.ref):]
-        assert row.score == pytest.approx(_brute_force(lm, ref_w, alt_w), abs=1e-4)
+        assert row.score == pytest.approx(brute_force_masked_marginal(lm, ref_w, alt_w), abs=1e-4)
 
 
 def _task(tmp: Path) -> Path:

@@ -29,12 +29,12 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from benchmarks.memory import saved_activation_bytes
 from dnalm.errors import ConfigError
 from dnalm.finetune import RMTSettings, finetune, finetune_settings, load_finetuned
 from dnalm.finetune.modeling import LoadedModel, apply_lora
 from dnalm.finetune.plan import finetune_runs, run_settings
-from dnalm.models import RMTConfig, RMTForSequenceClassification, long_context_embeddings
-from dnalm.models.rmt import embedding_shift, saved_activation_bytes
+from dnalm.models import RMTConfig, RMTForSequenceClassification
 
 PAD, CLS, SEP = 0, 2, 3
 ACGT = (5, 6, 7, 8)
@@ -42,6 +42,43 @@ MARK = 9  # "N": the long-range marker of the synthetic task
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
         "intermediate_size": 64, "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0}
+
+
+def long_context_embeddings(model: RMTForSequenceClassification, input_ids: torch.Tensor,
+                            attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One vector per sequence summarising the *whole* long input (no gradients).
+
+    The pooled state the classifier reads: the last segment's [CLS] (or memory mean), which
+    attends to the memory carried from every earlier segment. Variant context beyond one window
+    can be compared with it: ``1 - cos(embed(ref), embed(alt))`` over a context of up to
+    ``max_n_segments`` windows. (Masked-LM scores with memory come from :class:`RMTForMaskedLM`.)
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return model.run_segments(input_ids, attention_mask).pooled.float()
+    finally:
+        model.train(was_training)
+
+
+def embedding_shift(model: RMTForSequenceClassification, ref_ids: torch.Tensor,
+                    alt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+                    ) -> torch.Tensor:
+    """Cosine distance between the long-context embeddings of reference and alternative inputs.
+
+    A zero-shot variant score whose context is up to ``max_n_segments`` windows: ``ref_ids`` and
+    ``alt_ids`` are the same long region (``(batch, length)``, equal lengths, same mask) with
+    the reference and the alternative allele. A variant in an early segment can only move the
+    result through the memory; with ``num_mem_tokens=0`` it moves nothing unless it falls in the
+    last segment.
+    """
+    both = torch.cat([ref_ids, alt_ids], dim=0)
+    mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask], dim=0)
+    # float64: 1 - cos of two nearly equal float32 vectors would round small shifts to 0
+    emb = long_context_embeddings(model, both, mask).double()
+    ref, alt = emb.chunk(2, dim=0)
+    return 1.0 - torch.nn.functional.cosine_similarity(ref, alt, dim=-1)
 
 
 def bert_config(positions: int) -> BertConfig:
@@ -420,8 +457,8 @@ def _snvs(seq: str, positions: list[int]) -> pd.DataFrame:
 def _score(model: Path, fa: Path, variants: pd.DataFrame, **cfg) -> pd.DataFrame:
     from dnalm.genome import Genome
     from dnalm.score.lm import MaskedLM
-    from dnalm.score.variants import check_against_genome
     from dnalm.score.vep import ScoreConfig, score_variants
+    from dnalm.variants import check_against_genome
 
     with Genome(fa) as genome:
         return score_variants(MaskedLM(model, device="cpu"), genome,

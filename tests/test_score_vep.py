@@ -9,8 +9,8 @@ import pytest
 from dnalm.fasta import prepare_genome
 from dnalm.genome import Genome
 from dnalm.score.lm import MaskedLM
-from dnalm.score.variants import check_against_genome
 from dnalm.score.vep import ScoreConfig, score_variants
+from dnalm.variants import check_against_genome
 from tests.conftest import write_fasta
 from tests.scoring_utils import brute_force, make_model, make_tokenizer, random_genome, rc, windows
 
@@ -137,3 +137,33 @@ def test_mnv_is_the_sum_over_jointly_masked_positions(setup) -> None:
              for j in range(3)]
     assert table.loc[0, "score"] == pytest.approx(sum(terms), abs=1e-4)
     assert np.isfinite(terms).all()
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("char", "masked-marginal"), ("bpe", "wt-marginal")])
+def test_tiled_saturation_windows_equal_brute_force(setup, kind: str, mode: str) -> None:
+    """Saturation mutagenesis shares tiled windows between nearby variants; every score still
+    equals the brute-force recomputation on the window its row names (contig ends included)."""
+    from dnalm.score.saturation import saturation_variants
+
+    tmp, seq, fa = setup
+    model_dir = tmp / f"model_{kind}"
+    if not model_dir.exists():
+        make_model(make_tokenizer(kind, tmp, fa), model_dir)
+    lm = MaskedLM(model_dir, device="cpu")
+    regions = pd.DataFrame({"contig": ["chr7", "chr7"], "start": [0, 2210], "end": [3, 2222],
+                            "name": ["start", "middle"]})
+    window = 60
+    with Genome(fa) as genome:
+        variants = saturation_variants(genome, regions)
+        table = score_variants(lm, genome, variants,
+                               ScoreConfig(mode=mode, window_bp=window, windows="tiled"))
+    assert len(table) == 3 * (3 + 12) and table["score"].notna().all()
+    assert table["window"].nunique() < len(table) // 3  # windows are shared
+    for row in table.itertuples():
+        start, end = (int(x) for x in row.window.split(":")[1].split("-"))
+        assert start <= row.start < end and end - start == window
+        ref_w = seq[start:end]
+        p = int(row.start) - start
+        alt_w = ref_w[:p] + row.alt + ref_w[p + len(row.ref):]
+        expected = brute_force(model_dir, ref_w, alt_w, row.mode)
+        assert row.score == pytest.approx(expected, abs=1e-4), row

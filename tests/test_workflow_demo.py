@@ -70,9 +70,25 @@ def test_model_pretrained_in_segments_and_loss_falls(demo: Path) -> None:
 
 
 def test_demo_variants_scored_with_the_pretrained_model(demo: Path) -> None:
+    """The workflow's scores equal a brute-force masked-marginal recomputation with the
+    pretrained model on the windows the table names (BPE re-segmentation included)."""
+    from dnalm.genome import Genome
+    from dnalm.score.lm import MaskedLM
+    from tests.scoring_utils import brute_force_masked_marginal, windows_of
+
     table = pd.read_parquet(demo / "results/scores/demo/demo/demo_1kg.parquet")
     assert len(table) == 16 and table["score"].notna().all()
+    assert (table["mode"] == "masked-marginal").all()
     assert (demo / "results/scores/demo/demo/demo_1kg.vcf.gz.tbi").exists()
+    lm = MaskedLM(demo / "results/models/demo", device="cpu")
+    with Genome(demo / "results/genomes/demo/genome.fa.gz") as genome:
+        contig = table["contig"].iloc[0]
+        record = genome.fetch(contig, 0, genome.lengths[contig])
+    table["start"] = table["pos"] - 1
+    for row in table.head(4).itertuples():
+        ref_w, alt_w = windows_of(row, record)
+        assert row.score == pytest.approx(brute_force_masked_marginal(lm, ref_w, alt_w),
+                                          abs=1e-4), row
 
 
 def test_raising_total_steps_adds_segments_only(demo: Path) -> None:

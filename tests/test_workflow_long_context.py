@@ -45,5 +45,17 @@ def test_gena_with_memory_pretrains_and_scores(tmp_path: Path) -> None:
     scores = pd.read_parquet(workdir / "results/scores/demo/long/kg.parquet")
     scored = scores[scores["reason"] == ""]
     assert len(scored) >= 10 and scored["score"].notna().all()
-    log = "\n".join(p.read_text() for p in (workdir / "logs").rglob("*.log") if "kg" in p.name)
-    assert "upstream tokens through its recurrent memory" in log
+    # the workflow computed what the scorer computes in-process (whose memory arithmetic
+    # tests/test_rmt.py checks against the model's own forward over [context | window])
+    from dnalm.genome import Genome
+    from dnalm.score.lm import MaskedLM
+    from dnalm.score.vep import ScoreConfig, score_variants
+    from dnalm.variants import check_against_genome, read_variants
+
+    lm = MaskedLM(model, device="cpu")
+    assert lm.rmt is not None and lm.context_tokens > 0
+    with Genome(workdir / "results/genomes/demo/genome.fa.gz") as genome:
+        again = score_variants(lm, genome, check_against_genome(
+            read_variants(DEMO / "1kg_pilot_sites.vcf"), genome), ScoreConfig())
+    assert again["score"].tolist() == pytest.approx(scores["score"].tolist(), abs=1e-5,
+                                                    nan_ok=True)

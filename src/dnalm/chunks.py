@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import pysam
 
 from dnalm.errors import ConfigError
+from dnalm.genome import read_fai
 from dnalm.io import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL, atomic_dir, part_name
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ for _a, _b in ("AT", "TA", "CG", "GC", "NN", "at", "ta", "cg", "gc", "nn"):
     _COMPLEMENT[ord(_a)] = ord(_b)
 
 
+SPLIT_MODES = ("regions", "contigs")
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """How bases are assigned to train/validation/test.
@@ -77,7 +81,7 @@ class SplitConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.mode not in {"regions", "contigs"}:
+        if self.mode not in SPLIT_MODES:
             raise ConfigError(f"split mode must be 'regions' or 'contigs', not {self.mode!r}")
         if self.validation_fraction < 0 or self.test_fraction < 0:
             raise ConfigError("split fractions must be >= 0")
@@ -394,12 +398,6 @@ def _write_shard(args: tuple[str, str, Shard, ChunkConfig, str]) -> tuple[str, i
             bases += block_bases
             dropped += dropped_n
     return shard.split, rows, bases, dropped
-
-
-def read_fai(fasta_path: str | Path) -> list[tuple[str, int]]:
-    """Contig names and lengths, in file order, from the ``.fai`` index."""
-    with open(f"{fasta_path}.fai") as handle:
-        return [(line.split("\t")[0], int(line.split("\t")[1])) for line in handle if line.strip()]
 
 
 def chunk_genome(

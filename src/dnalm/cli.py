@@ -8,6 +8,7 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import textwrap
@@ -15,7 +16,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dnalm import __version__
+from dnalm.chunks import SPLIT_MODES, ChunkConfig, SplitConfig
+from dnalm.coding.settings import MODES as CODING_MODES
+from dnalm.coding.settings import CodingSettings
+from dnalm.config import field_default
 from dnalm.errors import DnalmError
+from dnalm.finetune.settings import (
+    DEFAULT_LEARNING_RATE,
+    METHODS,
+    FinetuneSettings,
+    LoraSettings,
+)
+from dnalm.score.settings import MODES as SCORE_MODES
+from dnalm.score.settings import ScoreConfig
 
 log = logging.getLogger("dnalm")
 
@@ -134,27 +147,30 @@ def _add_chunk(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("fasta", type=Path, help="bgzipped FASTA with .fai (from prepare-genome)")
     p.add_argument("out_dir", type=Path, help="output directory (train/, validation/, test/)")
+    chunk = functools.partial(field_default, ChunkConfig)
+    split = functools.partial(field_default, SplitConfig)
     p.add_argument("--genome-id", required=True)
-    p.add_argument("--length", type=_length, default=1000, help="bp, or MIN-MAX (default 1000)")
-    p.add_argument("--overlap", type=int, default=0)
-    p.add_argument("--min-length", type=int, default=50)
-    p.add_argument("--max-n-fraction", type=float, default=0.1)
-    p.add_argument("--softmask", choices=["keep", "upper"], default="keep")
+    p.add_argument("--length", type=_length, default=chunk("length"),
+                   help=f"bp, or MIN-MAX (default {chunk('length')})")
+    p.add_argument("--overlap", type=int, default=chunk("overlap"))
+    p.add_argument("--min-length", type=int, default=chunk("min_length"))
+    p.add_argument("--max-n-fraction", type=float, default=chunk("max_n_fraction"))
+    p.add_argument("--softmask", choices=["keep", "upper"], default=chunk("softmask"))
     p.add_argument("--reverse-complement", action="store_true")
-    p.add_argument("--shard-bp", type=int, default=8_000_000)
-    p.add_argument("--split-mode", choices=["regions", "contigs"], default="regions")
-    p.add_argument("--region-size", type=int, default=100_000)
-    p.add_argument("--validation-fraction", type=float, default=0.05)
-    p.add_argument("--test-fraction", type=float, default=0.05)
+    p.add_argument("--shard-bp", type=int, default=chunk("shard_bp"))
+    p.add_argument("--split-mode", choices=SPLIT_MODES, default=split("mode"))
+    p.add_argument("--region-size", type=int, default=split("region_size"))
+    p.add_argument("--validation-fraction", type=float, default=split("validation_fraction"))
+    p.add_argument("--test-fraction", type=float, default=split("test_fraction"))
     p.add_argument("--validation-contig", action="append", default=[])
     p.add_argument("--test-contig", action="append", default=[])
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=split("seed"))
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(handler=_run_chunk)
 
 
 def _run_chunk(args: argparse.Namespace) -> None:
-    from dnalm.chunks import ChunkConfig, SplitConfig, chunk_genome
+    from dnalm.chunks import chunk_genome
     from dnalm.errors import InputFormatError
 
     if not Path(f"{args.fasta}.fai").is_file():
@@ -290,21 +306,25 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("task_dir", type=Path, help="folder with train, test (and dev) tables")
     p.add_argument("model", type=Path, help="Hugging Face model directory (with tokenizer)")
     p.add_argument("out", type=Path, help="output run directory")
+    tune = functools.partial(field_default, FinetuneSettings)
+    lora = functools.partial(field_default, LoraSettings)
     p.add_argument("--problem", choices=["classification", "regression"],
                    default="classification")
-    p.add_argument("--method", choices=["lora", "full"], default="lora")
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--lora-alpha", type=float, default=32)
-    p.add_argument("--lora-dropout", type=float, default=0.05)
+    p.add_argument("--method", choices=METHODS, default=tune("method"))
+    p.add_argument("--lora-r", type=int, default=lora("r"))
+    p.add_argument("--lora-alpha", type=float, default=lora("alpha"))
+    p.add_argument("--lora-dropout", type=float, default=lora("dropout"))
     p.add_argument("--target-modules", help="comma-separated module names (default: per model)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=tune("epochs"))
+    p.add_argument("--batch-size", type=int, default=tune("batch_size"))
+    p.add_argument("--learning-rate", type=float,
+                   help="default: " + ", ".join(f"{m} {lr:g}"
+                                                for m, lr in DEFAULT_LEARNING_RATE.items()))
+    p.add_argument("--max-length", type=int, default=tune("max_length"))
+    p.add_argument("--patience", type=int, default=tune("patience"))
     p.add_argument("--merge", action="store_true", help="also write a merged model")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=tune("seed"))
+    p.add_argument("--threads", type=int, default=tune("threads"))
     p.add_argument("--trust-remote-code", action="store_true",
                    help="run the checkpoint's own code, for a directory dnalm does not recognise")
     p.add_argument("--baseline-dir", type=Path, help="also train the k-mer baseline here")
@@ -337,12 +357,12 @@ def _add_score_options(p: argparse.ArgumentParser) -> None:
                    help="Hugging Face masked-LM directory (with its tokenizer)")
     p.add_argument("--genome", required=True, type=Path,
                    help="genome FASTA: bgzipped with .fai/.gzi (dnalm prepare-genome) or plain")
-    p.add_argument("--mode", choices=["masked-marginal", "wt-marginal", "pll"],
-                   default="masked-marginal")
+    score = functools.partial(field_default, ScoreConfig)
+    p.add_argument("--mode", choices=SCORE_MODES, default=score("mode"))
     p.add_argument("--window-bp", type=int, help="window in bp (default: fill the model input)")
     p.add_argument("--average-strands", action="store_true",
                    help="average forward and reverse-complement scores")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=score("batch_size"))
     p.add_argument("--pll-flank", type=int, help="pll mode: tokens each side of the change")
     p.add_argument("--no-chr-match", action="store_true",
                    help="do not match chr20 to 20 (and chrM to MT)")
@@ -353,8 +373,6 @@ def _add_score_options(p: argparse.ArgumentParser) -> None:
 
 
 def _score_cfg(args: argparse.Namespace):
-    from dnalm.score.vep import ScoreConfig
-
     return ScoreConfig(mode=args.mode, window_bp=args.window_bp,
                        average_strands=args.average_strands, batch_size=args.batch_size,
                        pll_flank=args.pll_flank)
@@ -400,7 +418,7 @@ def _check_inputs(*paths: Path) -> None:
 
 def _run_score_variants(args: argparse.Namespace) -> None:
     from dnalm.score.run import score_vcf_region
-    from dnalm.score.vcf_out import annotate_vcf
+    from dnalm.variants import annotate_vcf
 
     _check_inputs(args.model, args.genome, args.vcf)
     _torch_threads(args)
@@ -470,9 +488,9 @@ def _add_score_coding(subparsers: argparse._SubParsersAction) -> None:
                    help="EsmForMaskedLM directory; repeat for an ensemble "
                    "(none: consequences only)")
     p.add_argument("--out", required=True, type=Path, help="output Parquet")
-    p.add_argument("--mode", choices=["masked-marginal", "wt-marginal"],
-                   default="masked-marginal")
-    p.add_argument("--batch-size", type=int, default=8)
+    coding = functools.partial(field_default, CodingSettings)
+    p.add_argument("--mode", choices=CODING_MODES, default=coding("mode"))
+    p.add_argument("--batch-size", type=int, default=coding("batch_size"))
     p.add_argument("--no-chr-match", action="store_true")
     p.set_defaults(handler=_run_score_coding)
 
@@ -482,11 +500,56 @@ def _run_score_coding(args: argparse.Namespace) -> None:
 
     _check_inputs(args.genome, args.annotation, args.vcf, *args.model)
     table = score_coding(args.genome, args.annotation, args.vcf, args.model, args.out,
-                         mode=args.mode, batch_size=args.batch_size,
+                         settings=CodingSettings(mode=args.mode, batch_size=args.batch_size),
                          match_chr_prefix=not args.no_chr_match)
     counts = table["consequence"].value_counts()
     print(f"{args.out}: {len(table)} variant-transcript rows; "
           + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def _add_score_protein(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "score-protein",
+        "Score protein mutants directly with protein language models (ESM-1v's deep-mutational-"
+        "scanning setting): a table with a `mutant` column (A24G, or A24G:C30T for multiple "
+        "mutations) on its `sequence` column or on --sequence, or every substitution of "
+        "--sequence (saturation).",
+        [
+            "dnalm score-protein --model ~/esm1v_1 --table dms.csv --out dms_scores.parquet",
+            "dnalm score-protein --model ~/esm1v_1 --sequence MKTAYIAKQR --saturate "
+            "--out saturation.parquet",
+        ],
+    )
+    p.add_argument("--model", action="append", type=Path, required=True,
+                   help="EsmForMaskedLM directory; repeat for an ensemble (scores averaged)")
+    p.add_argument("--table", type=Path, help="CSV/TSV/Parquet with a mutant column")
+    p.add_argument("--sequence", help="wild-type protein sequence (if the table has none)")
+    p.add_argument("--saturate", action="store_true",
+                   help="score every residue x 19 substitutions of --sequence")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet")
+    coding = functools.partial(field_default, CodingSettings)
+    p.add_argument("--mode", choices=CODING_MODES, default=coding("mode"))
+    p.add_argument("--batch-size", type=int, default=coding("batch_size"))
+    p.set_defaults(handler=_run_score_protein)
+
+
+def _run_score_protein(args: argparse.Namespace) -> None:
+    from dnalm.coding.run import saturate_protein, score_protein_table
+    from dnalm.errors import ConfigError
+
+    _check_inputs(*args.model, *([args.table] if args.table else []))
+    options = {"mode": args.mode, "batch_size": args.batch_size}
+    if args.saturate:
+        if not args.sequence or args.table:
+            raise ConfigError("--saturate needs --sequence and no --table")
+        table = saturate_protein(args.sequence, args.model, args.out, **options)
+    elif args.table:
+        table = score_protein_table(args.table, args.model, args.out, sequence=args.sequence,
+                                    **options)
+    else:
+        raise ConfigError("give --table (mutants) or --sequence with --saturate")
+    print(f"{args.out}: {int(table['score'].notna().sum())} of {len(table)} mutants scored")
 
 
 # --- models -------------------------------------------------------------------------------
@@ -540,7 +603,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
             _add_tokenizer_stats, _add_finetune, _add_score_variants, _add_saturate,
-            _add_score_coding, _add_import_checkpoint, _add_doctor]
+            _add_score_coding, _add_score_protein, _add_import_checkpoint, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

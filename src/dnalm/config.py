@@ -1,43 +1,88 @@
 """Turn the validated workflow configuration into the library's typed settings.
 
-The JSON schema (``config/config.schema.json``) is the single source of defaults; these helpers
-only convert the already validated dictionaries into the dataclasses the stages take, so that a
-``dnalm`` command and a Snakemake rule run exactly the same code with the same settings.
+Every stage's settings are a frozen dataclass in the stage's own torch-free settings place
+(:class:`dnalm.chunks.ChunkConfig`/:class:`~dnalm.chunks.SplitConfig`,
+:class:`dnalm.score.settings.ScoreConfig`, :mod:`dnalm.finetune.settings` for fine-tuning, the
+k-mer baseline and tracks, :class:`dnalm.coding.settings.CodingSettings`,
+:class:`dnalm.train.config.PretrainConfig`). The dataclass owns each default: the ``dnalm``
+command line takes its argparse defaults from it (:func:`field_default`), Snakemake rules and
+scripts build the dataclass from the validated config (:func:`settings_from`), and the JSON
+schema repeats the default for users to read — ``tests/test_settings.py`` asserts that every
+schema default equals its dataclass default and that every key is described, so changing a
+default is one edit plus the schema.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 from dnalm.chunks import ChunkConfig, SplitConfig
+from dnalm.errors import ConfigError
 
 
-def chunk_config(cfg: dict[str, Any], seed: int = 42) -> ChunkConfig:
+def field_default(cls: type, name: str) -> Any:
+    """The default of dataclass field ``name`` (for argparse defaults and documentation)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            raise ConfigError(f"{cls.__name__}.{name} has no default")
+    raise ConfigError(f"{cls.__name__} has no field {name!r}")
+
+
+def _is_tuple_field(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return annotation.startswith("tuple") or "tuple[" in annotation
+    origin = typing.get_origin(annotation)
+    return origin is tuple or any(typing.get_origin(a) is tuple
+                                  for a in typing.get_args(annotation))
+
+
+def settings_from(cls: type, section: Mapping[str, Any] | None, *, where: str,
+                  ignore: tuple[str, ...] = (), **fixed: Any) -> Any:
+    """``cls`` built from a config section: its keys override the dataclass defaults.
+
+    Keys in ``ignore`` belong to the workflow, not to the settings (e.g. ``regions``); any
+    other key the dataclass does not have is an error naming ``where.key`` (a misspelt key must
+    not fall back to a default silently). YAML lists become tuples for tuple-typed fields;
+    ``None`` values mean "the default". ``fixed`` values (a seed, a thread count) are passed
+    as they are.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = dict(section or {})
+    unknown = sorted(set(values) - set(fields) - set(ignore))
+    if unknown:
+        keys = ", ".join(f"{where}.{k}" for k in unknown)
+        raise ConfigError(f"unknown config key(s) {keys}")
+    required = [name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                and values.get(name) is None and name not in fixed]
+    if required:
+        raise ConfigError(f"missing config key(s) {', '.join(f'{where}.{k}' for k in required)}")
+    kwargs = {}
+    for name, value in values.items():
+        if name in ignore or value is None:
+            continue
+        if isinstance(value, list) and _is_tuple_field(fields[name].type):
+            value = tuple(value)
+        kwargs[name] = value
+    kwargs.update(fixed)
+    return cls(**kwargs)
+
+
+def chunk_config(cfg: Mapping[str, Any], seed: int = 42) -> ChunkConfig:
     """``ChunkConfig`` from the ``chunking`` section."""
-    length = cfg.get("length", 1000)
-    return ChunkConfig(
-        length=tuple(length) if isinstance(length, list) else int(length),
-        overlap=int(cfg.get("overlap", 0)),
-        min_length=int(cfg.get("min_length", 50)),
-        max_n_fraction=float(cfg.get("max_n_fraction", 0.1)),
-        softmask=str(cfg.get("softmask", "keep")),
-        reverse_complement=bool(cfg.get("reverse_complement", False)),
-        seed=seed,
-        shard_bp=int(cfg.get("shard_bp", 8_000_000)),
-    )
+    return settings_from(ChunkConfig, cfg, where="chunking", seed=seed)
 
 
-def split_config(cfg: dict[str, Any], seed: int = 42) -> SplitConfig:
+def split_config(cfg: Mapping[str, Any], seed: int = 42) -> SplitConfig:
     """``SplitConfig`` from the ``split`` section."""
-    return SplitConfig(
-        mode=str(cfg.get("mode", "regions")),
-        validation_fraction=float(cfg.get("validation_fraction", 0.05)),
-        test_fraction=float(cfg.get("test_fraction", 0.05)),
-        region_size=int(cfg.get("region_size", 100_000)),
-        validation_contigs=tuple(cfg.get("validation_contigs", ())),
-        test_contigs=tuple(cfg.get("test_contigs", ())),
-        seed=seed,
-    )
+    return settings_from(SplitConfig, cfg, where="split", seed=seed)
 
 
 def describe_config_error(config: dict[str, Any], schema_path: str) -> str:

@@ -17,6 +17,16 @@ from dnalm.errors import InputFormatError
 _MITO = {"chrM", "chrMT", "M", "MT"}
 
 
+def read_fai(fasta_path: str | Path) -> list[tuple[str, int]]:
+    """Contig names and lengths, in file order, from the FASTA's ``.fai`` index.
+
+    The plan of every genome-wide job (chunk shards, scoring and track regions) comes from the
+    index alone, so no job has to read the genome to know its share.
+    """
+    with open(f"{fasta_path}.fai") as handle:
+        return [(line.split("\t")[0], int(line.split("\t")[1])) for line in handle if line.strip()]
+
+
 class ContigNames:
     """Map contig names from other files to the genome's names.
 

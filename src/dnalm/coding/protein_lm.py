@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dnalm.coding.settings import MODES, CodingSettings
 from dnalm.errors import ConfigError, DnalmError
 from dnalm.logs import progress
+from dnalm.runtime import autocast
 
 log = logging.getLogger(__name__)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
-MODES = ("masked-marginal", "wt-marginal")
 #: The ESM protein vocabulary (fair-esm's Alphabet, as in facebook/esm1v_* and esm2_*).
 ESM_VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I",
              "D", "P", "K", "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".",
@@ -174,11 +175,12 @@ class ProteinLM:
         for row, x in enumerate(inputs):
             ids[row, : len(x) + 2] = torch.from_numpy(np.concatenate([[self.cls], x, [self.eos]]))
             attention[row, : len(x) + 2] = 1
-        hidden = self.model.esm(input_ids=ids.to(self.device),
-                                attention_mask=attention.to(self.device)).last_hidden_state
         rows = torch.cat([torch.full((len(r),), i) for i, r in enumerate(reads)])
         cols = torch.from_numpy(np.concatenate(reads) + 1)
-        logits = self.model.lm_head(hidden[rows.to(self.device), cols.to(self.device)])
+        with autocast(self.device):
+            hidden = self.model.esm(input_ids=ids.to(self.device),
+                                    attention_mask=attention.to(self.device)).last_hidden_state
+            logits = self.model.lm_head(hidden[rows.to(self.device), cols.to(self.device)])
         flat = torch.log_softmax(logits.float(), dim=-1).cpu().numpy()
         return np.split(flat, np.cumsum([len(r) for r in reads])[:-1])
 
@@ -246,8 +248,8 @@ def score_mutations(
     proteins: Sequence[str],
     mutants: Sequence[tuple[int, list[Mutation]]],
     *,
-    mode: str = "masked-marginal",
-    batch_size: int = 8,
+    mode: str = CodingSettings.mode,
+    batch_size: int = CodingSettings.batch_size,
 ) -> tuple[np.ndarray, list[str]]:
     """Scores (ensemble mean) and reasons for ``(protein index, mutations)`` requests."""
     if mode not in MODES:

@@ -25,11 +25,12 @@ from dnalm.coding.protein_lm import (
     saturation_mutants,
     score_mutations,
 )
+from dnalm.coding.settings import CodingSettings
 from dnalm.errors import InputFormatError
 from dnalm.genome import Genome
 from dnalm.io import atomic_file
-from dnalm.score.variants import check_against_genome, read_variants
-from dnalm.score.vcf_out import annotate_vcf
+from dnalm.runtime import pick_device
+from dnalm.variants import annotate_vcf, check_against_genome, read_variants
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ def consequences_for(variants: pd.DataFrame, transcripts: Sequence[CodingTranscr
 
 
 def score_missense(frame: pd.DataFrame, proteins: Mapping[str, str], model_dirs: Sequence[str],
-                   *, mode: str = "masked-marginal", batch_size: int = 8,
+                   *, mode: str = CodingSettings.mode,
+                   batch_size: int = CodingSettings.batch_size,
                    device: str = "cpu") -> pd.DataFrame:
     """Fill ``score`` for the missense rows with the protein-LM ensemble."""
     frame = frame.copy()
@@ -99,23 +101,25 @@ def score_coding(
     model_dirs: Sequence[str | Path],
     out_parquet: str | Path,
     *,
-    mode: str = "masked-marginal",
-    batch_size: int = 8,
-    codon_tables: Mapping[str, int] | None = None,
+    settings: CodingSettings | None = None,
     match_chr_prefix: bool = True,
-    device: str = "cpu",
+    gpus: int | None = 0,
 ) -> pd.DataFrame:
     """Genome + GTF/GFF3 + VCF (or table) → per (variant, transcript) Parquet with protein scores.
 
-    With no ``model_dirs`` only consequences are written (rule ``coding_consequences``).
+    With no ``model_dirs`` only consequences are written (rule ``coding_consequences``). The
+    protein models run on a GPU when ``gpus`` asks for one (:func:`dnalm.runtime.pick_device`).
     """
+    settings = settings or CodingSettings()
+    device = pick_device(gpus)
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
-        transcripts = load_transcripts(annotation_path, genome, codon_tables)
+        transcripts = load_transcripts(annotation_path, genome, dict(settings.codon_tables))
         variants = check_against_genome(read_variants(variants_path), genome)
     frame, proteins = consequences_for(variants, transcripts)
     if model_dirs:
-        frame = score_missense(frame, proteins, [str(d) for d in model_dirs], mode=mode,
-                               batch_size=batch_size, device=device)
+        frame = score_missense(frame, proteins, [str(d) for d in model_dirs],
+                               mode=settings.mode, batch_size=settings.batch_size,
+                               device=device)
     _write(frame, out_parquet)
     counts = frame["consequence"].value_counts().to_dict()
     log.info("%d variants, %d (variant, transcript) rows: %s; %d scored", len(variants),
@@ -145,7 +149,7 @@ def _safe(text: str) -> str:
 
 def coding_info_fields(coding: pd.DataFrame, variants: pd.DataFrame
                        ) -> list[tuple[str, str, str, str, dict[int, str]]]:
-    """``extra_fields`` for :func:`dnalm.score.vcf_out.annotate_vcf`.
+    """``extra_fields`` for :func:`dnalm.variants.annotate_vcf`.
 
     ``DNALM_PROTEIN`` (Number=A): the most damaging (lowest) protein score per ALT, ``.`` when
     none; ``DNALM_CODING`` (Number=.): ``transcript|consequence|change|score`` per transcript
@@ -203,7 +207,8 @@ def read_protein_table(path: str | Path, sequence: str | None = None) -> pd.Data
 
 
 def score_mutant_frame(frame: pd.DataFrame, model_dirs: Sequence[str | Path], *,
-                       mode: str = "masked-marginal", batch_size: int = 8,
+                       mode: str = CodingSettings.mode,
+                       batch_size: int = CodingSettings.batch_size,
                        device: str = "cpu", where: str = "") -> pd.DataFrame:
     """Score every ``mutant`` of ``frame`` on its ``sequence``; adds ``score``, ``reason``."""
     sequences = list(dict.fromkeys(frame["sequence"].astype(str).str.upper()))

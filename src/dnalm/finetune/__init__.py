@@ -19,56 +19,34 @@ Typical use::
     metrics = finetune_from_paths("GUE/prom_300_all", "results/models/demo",
                                   "out/prom_300_all/demo", baseline_dir="out/prom_300_all/kmer",
                                   method="lora", lora={"r": 8, "alpha": 32}, epochs=5)
+
+The names below are imported lazily, so that the torch-free parts (settings, tasks) can be
+read without importing torch (the workflow reads the settings while Snakemake parses it).
 """
 
-from dnalm.finetune.baseline import BASELINE_NAME, kmer_baseline, kmer_frequencies
-from dnalm.finetune.metrics import classification_metrics, primary_metric, regression_metrics
-from dnalm.finetune.modeling import default_target_modules, load_classifier
-from dnalm.finetune.settings import (
-    BaselineSettings,
-    FinetuneSettings,
-    LoraSettings,
-    RMTSettings,
-    baseline_settings,
-    finetune_settings,
-)
-from dnalm.finetune.summary import collect_runs, gue_table, write_summary
-from dnalm.finetune.tasks import TaskData, check_spec, load_task, task_spec_from_dir
-from dnalm.finetune.train import (
-    FinetunedModel,
-    FineTuner,
-    finetune,
-    finetune_from_paths,
-    load_finetuned,
-    run_finetune,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BASELINE_NAME",
-    "BaselineSettings",
-    "FineTuner",
-    "FinetuneSettings",
-    "FinetunedModel",
-    "LoraSettings",
-    "RMTSettings",
-    "TaskData",
-    "baseline_settings",
-    "check_spec",
-    "classification_metrics",
-    "collect_runs",
-    "default_target_modules",
-    "finetune",
-    "finetune_from_paths",
-    "finetune_settings",
-    "gue_table",
-    "kmer_baseline",
-    "kmer_frequencies",
-    "load_classifier",
-    "load_finetuned",
-    "load_task",
-    "primary_metric",
-    "regression_metrics",
-    "run_finetune",
-    "task_spec_from_dir",
-    "write_summary",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BASELINE_NAME": "baseline", "kmer_baseline": "baseline", "kmer_frequencies": "baseline",
+    "classification_metrics": "metrics", "primary_metric": "metrics",
+    "regression_metrics": "metrics",
+    "default_target_modules": "modeling", "load_classifier": "modeling",
+    "BaselineSettings": "settings", "FinetuneSettings": "settings", "LoraSettings": "settings",
+    "RMTSettings": "settings", "baseline_settings": "settings", "finetune_settings": "settings",
+    "collect_runs": "summary", "gue_table": "summary", "write_summary": "summary",
+    "TaskData": "tasks", "check_spec": "tasks", "load_task": "tasks",
+    "task_spec_from_dir": "tasks",
+    "FinetunedModel": "train", "FineTuner": "train", "finetune": "train",
+    "finetune_from_paths": "train", "load_finetuned": "train", "run_finetune": "train",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"dnalm.finetune.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'dnalm.finetune' has no attribute {name!r}")

@@ -65,7 +65,8 @@ class SequenceEncoder:
     def from_dir(cls, model_dir: str | Path, *, max_length: int,
                  model_config: Any = None) -> SequenceEncoder:
         """Load the tokenizer of ``model_dir``; ``max_length`` is capped at the position limit."""
-        from dnalm.models.directory import load_model_tokenizer, position_limit
+        from dnalm.models.directory import load_model_tokenizer
+        from dnalm.runtime import position_limit
 
         tokenizer = load_model_tokenizer(model_dir, config=model_config)
         limit = position_limit(model_config) if model_config is not None else None

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from dnalm.errors import ConfigError
+from dnalm.runtime import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +103,6 @@ def load_classifier(model_dir: str | Path, *, num_labels: int, problem: str,
     log.info("model %s: %s, %d parameters, head (trained in full) %s", path,
              type(model).__name__, count_parameters(model), ", ".join(head))
     return LoadedModel(model=model, head_modules=head, config=config)
-
-
-def count_parameters(model: torch.nn.Module, *, trainable: bool = False) -> int:
-    """Number of (trainable) parameters, shared tensors counted once."""
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        if id(p) in seen or (trainable and not p.requires_grad):
-            continue
-        seen.add(id(p))
-        total += p.numel()
-    return total
 
 
 def module_parameters(model: torch.nn.Module, names: Sequence[str]) -> int:

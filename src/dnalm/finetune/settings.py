@@ -174,6 +174,43 @@ class BaselineSettings:
             raise ConfigError(f"baseline C values must be positive, got {list(self.C)}")
 
 
+@dataclass(frozen=True)
+class TrackSettings:
+    """A genome-wide track of a fine-tuned run (a ``tracks.<name>`` entry).
+
+    Windows of ``window_bp`` every ``stride_bp`` bases over the genome, cut into ``regions``
+    jobs; the value is the probability of class ``class_index`` (or the regression value);
+    windows with more than ``max_n_fraction`` N get none.
+    """
+
+    window_bp: int
+    stride_bp: int
+    regions: int = 2
+    class_index: int = 1
+    batch_size: int = 64
+    max_n_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        checks = {"window_bp": self.window_bp >= 1, "stride_bp": self.stride_bp >= 1,
+                  "regions": self.regions >= 1, "class_index": self.class_index >= 0,
+                  "batch_size": self.batch_size >= 1,
+                  "max_n_fraction": 0 <= self.max_n_fraction <= 1}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"track setting(s) out of range: {', '.join(bad)}")
+
+
+#: ``tracks.<name>`` keys that wire the workflow (which genome, task and run), not the track.
+TRACK_WORKFLOW_KEYS = ("genome", "task", "run")
+
+
+def track_settings(spec: Mapping[str, Any], *, name: str) -> TrackSettings:
+    """``TrackSettings`` from a ``tracks.<name>`` entry."""
+    from dnalm.config import settings_from
+
+    return settings_from(TrackSettings, spec, where=f"tracks.{name}", ignore=TRACK_WORKFLOW_KEYS)
+
+
 def _as_tuple(value: Any, cast: type) -> tuple:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return tuple(cast(v) for v in value)

@@ -30,11 +30,9 @@ A run directory (``results/finetune/{task}/{model}``) holds:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -49,7 +47,6 @@ from dnalm.finetune.encoding import Encoded, SequenceEncoder, pad_batch
 from dnalm.finetune.metrics import primary_metric, task_metrics
 from dnalm.finetune.modeling import (
     apply_lora,
-    count_parameters,
     load_classifier,
     load_rmt_classifier,
     module_parameters,
@@ -65,6 +62,7 @@ from dnalm.finetune.settings import FinetuneSettings, LoraSettings, RMTSettings
 from dnalm.finetune.tasks import SPLITS, TaskData, load_task, task_spec_from_dir
 from dnalm.io import atomic_dir, write_table
 from dnalm.logs import progress
+from dnalm.runtime import autocast, count_parameters, pick_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -73,32 +71,6 @@ RUN_META = "dnalm_finetune.json"
 
 # --------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA) so a rerun draws the same numbers."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(gpus: int | None) -> torch.device:
-    """CUDA when asked for (or, with ``gpus=None``, when present); otherwise the CPU."""
-    available = torch.cuda.is_available()
-    if gpus is None:
-        return torch.device("cuda" if available else "cpu")
-    if gpus > 0 and not available:
-        log.warning("%d GPU(s) requested but CUDA is not available: running on the CPU", gpus)
-    if gpus > 1 and available:
-        log.info("fine-tuning uses one GPU (tasks are small); %d were requested", gpus)
-    return torch.device("cuda" if gpus > 0 and available else "cpu")
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA GPUs that support it; nothing (float32) elsewhere."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from dnalm.models.directory import (
     import_checkpoint,
     inspect_model_dir,
     load_masked_lm,
-    position_limit,
     read_model_meta,
     register_native_classes,
 )
@@ -20,7 +19,6 @@ from dnalm.models.presets import (
     Preset,
     TokenizerInfo,
     build_model,
-    count_parameters,
     get_preset,
     load_tokenizer_info,
     preset_config,
@@ -29,9 +27,9 @@ from dnalm.models.rmt import (
     RMTConfig,
     RMTForMaskedLM,
     RMTForSequenceClassification,
-    long_context_embeddings,
 )
 from dnalm.models.saving import save_model_dir
+from dnalm.runtime import count_parameters, position_limit
 
 register_native_classes()
 
@@ -52,7 +50,6 @@ __all__ = [
     "inspect_model_dir",
     "load_masked_lm",
     "load_tokenizer_info",
-    "long_context_embeddings",
     "position_limit",
     "preset_config",
     "read_model_meta",

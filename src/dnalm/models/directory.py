@@ -645,27 +645,6 @@ def _vocab_size(config: Any) -> int | None:
     return int(value) if value else None
 
 
-def position_limit(config: Any) -> int | None:
-    """Longest input (tokens, specials included) the model accepts; None when unbounded.
-
-    Learned position tables bound the input (ESM numbers positions from ``pad_token_id + 1``
-    and has that many fewer usable rows); a native config says its own limit through
-    ``position_limit`` (DNABERT-2's ALiBi: the length it was trained at; NT v2's rotary: its
-    published ``model_max_length``).
-    """
-    own = getattr(config, "position_limit", None)
-    if own is not None and not callable(own):
-        return int(own)
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit is None:
-        return None
-    limit = int(limit)
-    if getattr(config, "model_type", "") == "esm" and getattr(
-            config, "position_embedding_type", "absolute") == "absolute":
-        limit -= int(getattr(config, "pad_token_id", 0) or 0) + 1
-    return limit
-
-
 # --------------------------------------------------------------------------------------------
 # Native copies
 

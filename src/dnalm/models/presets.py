@@ -425,6 +425,3 @@ def build_model(
     return model
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    """Number of distinct parameters (tied embedding/decoder weights counted once)."""
-    return sum(p.numel() for p in model.parameters())

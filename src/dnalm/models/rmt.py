@@ -69,7 +69,8 @@ from transformers import (
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
 
 from dnalm.errors import ConfigError
-from dnalm.models.directory import position_limit, register_auto
+from dnalm.models.directory import register_auto
+from dnalm.runtime import position_limit
 
 POOLINGS = ("cls", "memory")
 #: Tokens around the content of a segment besides memory: [CLS], [SEP] after memory, final [SEP].
@@ -688,73 +689,6 @@ def is_rmt_masked_lm(model_dir: str | Path) -> bool:
         config.get("architectures") or [])
 
 
-def long_context_embeddings(model: RMTForSequenceClassification, input_ids: torch.Tensor,
-                            attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """One vector per sequence summarising the *whole* long input (no gradients).
-
-    The pooled state the classifier reads: the last segment's [CLS] (or memory mean), which
-    attends to the memory carried from every earlier segment. Variant context beyond one window
-    can be compared with it: ``1 - cos(embed(ref), embed(alt))`` over a context of up to
-    ``max_n_segments`` windows. (Masked-LM scores with memory come from :class:`RMTForMaskedLM`.)
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            return model.run_segments(input_ids, attention_mask).pooled.float()
-    finally:
-        model.train(was_training)
-
-
-def embedding_shift(model: RMTForSequenceClassification, ref_ids: torch.Tensor,
-                    alt_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-                    ) -> torch.Tensor:
-    """Cosine distance between the long-context embeddings of reference and alternative inputs.
-
-    A zero-shot variant score whose context is up to ``max_n_segments`` windows: ``ref_ids`` and
-    ``alt_ids`` are the same long region (``(batch, length)``, equal lengths, same mask) with
-    the reference and the alternative allele. A variant in an early segment can only move the
-    result through the memory; with ``num_mem_tokens=0`` it moves nothing unless it falls in the
-    last segment. A function for callers of fine-tuned RMT classifiers; the zero-shot scores of
-    ``dnalm score-variants`` use a memory-pretrained :class:`RMTForMaskedLM` instead.
-    """
-    both = torch.cat([ref_ids, alt_ids], dim=0)
-    mask = None if attention_mask is None else torch.cat([attention_mask, attention_mask], dim=0)
-    # float64: 1 - cos of two nearly equal float32 vectors would round small shifts to 0
-    emb = long_context_embeddings(model, both, mask).double()
-    ref, alt = emb.chunk(2, dim=0)
-    return 1.0 - torch.nn.functional.cosine_similarity(ref, alt, dim=-1)
-
-
-def saved_activation_bytes(fn: Any, *args: Any, model: nn.Module | None = None,
-                           **kwargs: Any) -> tuple[Any, int]:
-    """Run ``fn`` and count the bytes autograd keeps for backward (distinct storages).
-
-    A deterministic measure of training memory that does not depend on the allocator or on
-    other processes: what grows with the input in a training step is exactly these saved
-    activations (attention probabilities: quadratic in the segment length; hidden states:
-    linear). Weights that layers save for backward are not activations; pass ``model`` to leave
-    its parameters out of the count.
-    """
-    seen: set[int] = set()
-    if model is not None:
-        seen |= {p.untyped_storage().data_ptr() for p in model.parameters()}
-    total = 0
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        storage = tensor.untyped_storage()
-        key = storage.data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total += storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn(*args, **kwargs)
-    return out, total
-
-
 def rmt_head_modules() -> list[str]:
     """Modules an RMT classifier trains in full under LoRA: initial memory and classifier."""
     return ["classifier", "memory"]
@@ -768,11 +702,8 @@ __all__: Sequence[str] = [
     "RMTForSequenceClassification",
     "RMTState",
     "Segments",
-    "embedding_shift",
     "encoder_config",
     "is_rmt_masked_lm",
-    "long_context_embeddings",
     "masked_lm_head",
     "rmt_head_modules",
-    "saved_activation_bytes",
 ]

@@ -20,13 +20,9 @@ import torch
 from transformers import PreTrainedModel
 
 from dnalm.errors import ConfigError
-from dnalm.models.directory import (
-    inspect_model_dir,
-    load_masked_lm,
-    load_model_tokenizer,
-    position_limit,
-)
+from dnalm.models.directory import inspect_model_dir, load_masked_lm, load_model_tokenizer
 from dnalm.models.rmt import RMTForMaskedLM, encoder_config, masked_lm_head
+from dnalm.runtime import autocast, pick_device, position_limit
 from dnalm.tokenizers import DnaTokenizer
 
 log = logging.getLogger(__name__)
@@ -65,18 +61,12 @@ def _encoder_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, Callable
         return None
 
 
-def pick_device(gpus: int | None = None) -> torch.device:
-    """CUDA when the job was given a GPU (or by default when one is visible), else CPU."""
-    if torch.cuda.is_available() and (gpus is None or gpus > 0):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 class MaskedLM:
     """A masked LM ready for scoring (eval mode, no gradients).
 
     ``head_at_masked_only`` can be switched off to evaluate the head everywhere (the naive path,
-    used by benchmarks for comparison). On CUDA the encoder runs in bf16 autocast.
+    used by benchmarks for comparison). On CUDA the encoder runs in bf16 autocast
+    (:func:`dnalm.runtime.autocast`).
     """
 
     def __init__(
@@ -147,9 +137,7 @@ class MaskedLM:
         )
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return torch.autocast("cpu", enabled=False)
+        return autocast(self.device)
 
     @torch.inference_mode()
     def log_probs_at(

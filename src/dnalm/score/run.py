@@ -5,40 +5,29 @@ Both call these, so a rule and a command with the same settings give the same fi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dnalm.chunks import read_fai
-from dnalm.genome import Genome
+from dnalm.genome import Genome, read_fai
 from dnalm.io import atomic_file
-from dnalm.score.lm import MaskedLM, pick_device
-from dnalm.score.regions import in_region, plan_regions
+from dnalm.regions import in_region, plan_regions
+from dnalm.runtime import pick_device
+from dnalm.score.lm import MaskedLM
 from dnalm.score.saturation import read_bed, saturation_variants, write_position_bigwig
-from dnalm.score.variants import check_against_genome, read_variants
-from dnalm.score.vcf_out import annotate_vcf
-from dnalm.score.vep import ScoreConfig, score_variants
+from dnalm.score.settings import ScoreConfig
+from dnalm.score.vep import score_variants, unscored
+from dnalm.variants import annotate_vcf, check_against_genome, read_variants
 
 log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ["contig", "pos", "ref", "alt", "id", "score", "mode", "reason", "window",
                  "window_shifted", "score_fwd", "score_rev", "masked_ref_tokens",
                  "masked_alt_tokens", "record"]
-
-
-def score_config(cfg: dict) -> ScoreConfig:
-    """``ScoreConfig`` from the ``scoring`` config section."""
-    return ScoreConfig(
-        mode=cfg.get("mode", "masked-marginal"),
-        window_bp=cfg.get("window_bp"),
-        average_strands=bool(cfg.get("average_strands", False)),
-        batch_size=int(cfg.get("batch_size", 16)),
-        pll_flank=cfg.get("pll_flank"),
-    )
 
 
 def _write(frame: pd.DataFrame, path: str | Path) -> None:
@@ -74,25 +63,12 @@ def score_vcf_region(
             lm = MaskedLM(model_dir, device=pick_device(gpus), trust_remote_code=trust_remote_code)
             table = score_variants(lm, genome, subset, cfg)
         else:
-            table = score_variants_unscored(subset, cfg)
+            table = unscored(subset, cfg.mode)  # nothing to score: no model loaded
     table = table.reindex(columns=SCORE_COLUMNS)
     _write(table, out_parquet)
     log.info("region %d/%d: %d variants, %d scored", region + 1, n_regions, len(table),
              int(table["score"].notna().sum()))
     return table
-
-
-def score_variants_unscored(frame: pd.DataFrame, cfg: ScoreConfig) -> pd.DataFrame:
-    """The output rows of variants that all have a skip reason (no model needed)."""
-    out = frame.copy()
-    for column in ("score", "score_fwd", "score_rev"):
-        out[column] = np.nan
-    out["mode"] = cfg.mode
-    out["window"] = ""
-    out["window_shifted"] = False
-    out["masked_ref_tokens"] = 0
-    out["masked_alt_tokens"] = 0
-    return out
 
 
 def gather_scores(region_parquets: list[str | Path], out_parquet: str | Path) -> int:
@@ -137,8 +113,7 @@ def saturate_regions(
 ) -> pd.DataFrame:
     """Saturation mutagenesis of BED regions → Parquet (position × alternative) and bigWig."""
     lm = MaskedLM(model_dir, device=pick_device(gpus), trust_remote_code=trust_remote_code)
-    tiled = ScoreConfig(mode=cfg.mode, window_bp=cfg.window_bp, average_strands=cfg.average_strands,
-                        batch_size=cfg.batch_size, pll_flank=cfg.pll_flank, windows="tiled")
+    tiled = dataclasses.replace(cfg, windows="tiled")
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
         variants = saturation_variants(genome, read_bed(bed_path))
         table = score_variants(lm, genome, variants, tiled)

@@ -31,45 +31,21 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dnalm.errors import ConfigError
 from dnalm.genome import Genome
 from dnalm.score.lm import MaskedLM
+from dnalm.score.settings import ScoreConfig
 
 log = logging.getLogger(__name__)
 
-MODES = ("masked-marginal", "wt-marginal", "pll")
 _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
 
 def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    """Scoring options (see the module docstring)."""
-
-    mode: str = "masked-marginal"
-    window_bp: int | None = None
-    average_strands: bool = False
-    batch_size: int = 16
-    pll_flank: int | None = None
-    windows: str = "centred"
-
-    def __post_init__(self) -> None:
-        if self.windows not in ("centred", "tiled"):
-            raise ConfigError(f"windows must be 'centred' or 'tiled', not {self.windows!r}")
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown scoring mode {self.mode!r}; choose one of {MODES}")
-        if self.window_bp is not None and self.window_bp < 1:
-            raise ConfigError("window_bp must be >= 1")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size must be >= 1")
 
 
 #: Genome sample on which a tokenizer's bases per token are measured: pieces x bases.
@@ -222,27 +198,32 @@ def place_windows(
     return _Windows(clipped, we, clipped != ws)
 
 
-def score_variants(
-    lm: MaskedLM, genome: Genome, variants: pd.DataFrame, cfg: ScoreConfig
-) -> pd.DataFrame:
-    """Score checked variants (see :func:`dnalm.score.variants.check_against_genome`).
-
-    Returns the input rows with ``score``, ``mode``, ``reason``, ``window`` and diagnostics.
-    """
-    t0 = time.perf_counter()
+def unscored(variants: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """The variant rows with empty score columns (what a variant with a skip reason gets)."""
     out = variants.copy().reset_index(drop=True)
-    window = cfg.window_bp or window_bases(lm, genome, lm.max_content)
-    out["score"] = np.nan
-    out["score_fwd"] = np.nan
-    out["score_rev"] = np.nan
-    out["mode"] = cfg.mode
+    for column in ("score", "score_fwd", "score_rev"):
+        out[column] = np.nan
+    out["mode"] = mode
     out["window"] = ""
     out["window_shifted"] = False
     out["masked_ref_tokens"] = 0
     out["masked_alt_tokens"] = 0
+    return out
+
+
+def score_variants(
+    lm: MaskedLM, genome: Genome, variants: pd.DataFrame, cfg: ScoreConfig
+) -> pd.DataFrame:
+    """Score checked variants (see :func:`dnalm.variants.check_against_genome`).
+
+    Returns the input rows with ``score``, ``mode``, ``reason``, ``window`` and diagnostics.
+    """
+    t0 = time.perf_counter()
+    out = unscored(variants, cfg.mode)
     ok = np.flatnonzero(out["reason"].to_numpy() == "")
     if len(ok) == 0:
         return out
+    window = cfg.window_bp or window_bases(lm, genome, lm.max_content)
     sub = out.iloc[ok]
     lengths = np.array([genome.lengths[c] for c in sub["genome_contig"]], dtype=np.int64)
     ref_len = sub["ref"].str.len().to_numpy()
@@ -452,34 +433,3 @@ def _execute(lm: MaskedLM, plan: _Plan, n_targets: int, batch_size: int) -> np.n
                                           plan.read_target, plan.read_sign, strict=True):
         totals[target] += sign * float(logps[p][slot, tok])
     return totals
-
-
-def score_file(
-    model_dir: str | Path,
-    genome_path: str | Path,
-    variants_path: str | Path,
-    out_parquet: str | Path,
-    *,
-    cfg: ScoreConfig,
-    match_chr_prefix: bool = True,
-    device: str | None = None,
-    trust_remote_code: bool = False,
-) -> pd.DataFrame:
-    """Read variants, score them, write the Parquet table (atomically); return the table."""
-    from dnalm.io import atomic_file
-    from dnalm.score.variants import check_against_genome, read_variants
-
-    lm = MaskedLM(model_dir, device=device, trust_remote_code=trust_remote_code)
-    with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
-        checked = check_against_genome(read_variants(variants_path), genome)
-        table = score_variants(lm, genome, checked, cfg)
-    columns = ["contig", "pos", "ref", "alt", "id", "score", "mode", "reason", "window",
-               "window_shifted", "score_fwd", "score_rev", "masked_ref_tokens",
-               "masked_alt_tokens", "record"]
-    table = table[columns]
-    with atomic_file(out_parquet) as tmp:
-        table.to_parquet(tmp, index=False)
-    skipped = table[table["score"].isna()]
-    for reason, count in skipped["reason"].value_counts().items():
-        log.info("skipped %d variant(s): %s", count, reason)
-    return table

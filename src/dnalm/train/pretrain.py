@@ -66,13 +66,13 @@ from dnalm.models.presets import (
     TokenizerInfo,
     build_model,
     check_tokenizer,
-    count_parameters,
     get_preset,
     load_tokenizer_info,
     resolve_max_length,
 )
 from dnalm.models.rmt import RMTForMaskedLM, encoder_config
 from dnalm.models.saving import save_model_dir
+from dnalm.runtime import count_parameters
 from dnalm.train import distributed
 from dnalm.train.checkpoint import (
     TRAINER_STATE,

@@ -14,9 +14,9 @@ import torch
 from transformers import PreTrainedModel
 
 from dnalm.errors import ConfigError
-from dnalm.models.directory import position_limit
-from dnalm.models.presets import TokenizerInfo, count_parameters
+from dnalm.models.presets import TokenizerInfo
 from dnalm.models.rmt import encoder_config
+from dnalm.runtime import count_parameters, position_limit
 from dnalm.train.checkpoint import preserved_rng
 from dnalm.train.collator import IGNORE_INDEX
 from dnalm.train.components import forward_loss, restore_block_sparse

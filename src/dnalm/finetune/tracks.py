@@ -1,7 +1,7 @@
 """Genome-wide tracks of a fine-tuned model: a window slides over the genome, each window gets
 the model's prediction, and the values become Parquet, bedGraph and bigWig (IGV/UCSC ready).
 
-The genome is cut into ``n_regions`` regions (:mod:`dnalm.score.regions`); each region is one
+The genome is cut into ``n_regions`` regions (:mod:`dnalm.regions`); each region is one
 job, which predicts the windows whose start lies in it, so region jobs never overlap. Windows
 overlap when ``stride < window``; in the bedGraph/bigWig each window's value is drawn on its
 central ``stride`` bases so that the intervals tile the genome without overlap.
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from dnalm.chunks import read_fai
 from dnalm.errors import ConfigError
-from dnalm.genome import Genome
+from dnalm.finetune.settings import TrackSettings
+from dnalm.genome import Genome, read_fai
 from dnalm.io import atomic_file
-from dnalm.score.regions import plan_regions
+from dnalm.regions import plan_regions
 
 log = logging.getLogger(__name__)
 
@@ -54,33 +54,31 @@ def predict_track_region(
     genome_path: str | Path,
     out_parquet: str | Path,
     *,
-    window: int,
-    stride: int,
+    settings: TrackSettings,
     region: int = 0,
-    n_regions: int = 1,
-    class_index: int = 1,
-    batch_size: int = 64,
-    max_n_fraction: float = 0.5,
     gpus: int | None = None,
 ) -> pd.DataFrame:
     """Predict every window of one region with a fine-tuned run; write Parquet atomically.
 
-    The value is the probability of class ``class_index`` (classification) or the predicted
-    value (regression). Windows with more than ``max_n_fraction`` N get no value (NaN).
+    The value is the probability of class ``settings.class_index`` (classification) or the
+    predicted value (regression). Windows with more than ``settings.max_n_fraction`` N get no
+    value (NaN).
     """
-    from dnalm.finetune import load_finetuned
+    from dnalm.finetune.train import load_finetuned
 
     began = time.perf_counter()
     model = load_finetuned(run_dir, gpus=gpus)
-    windows = plan_windows(read_fai(genome_path), window, stride, region, n_regions)
+    n_regions, class_index = settings.regions, settings.class_index
+    windows = plan_windows(read_fai(genome_path), settings.window_bp, settings.stride_bp, region,
+                           n_regions)
     values = np.full(len(windows), np.nan)
     with Genome(genome_path) as genome:
         seqs = [genome.fetch(c, int(s), int(e)).upper() for c, s, e in
                 zip(windows["contig"], windows["start"], windows["end"], strict=True)]
     n_frac = np.array([s.count("N") / max(1, len(s)) for s in seqs])
-    keep = np.flatnonzero(n_frac <= max_n_fraction)
+    keep = np.flatnonzero(n_frac <= settings.max_n_fraction)
     if len(keep):
-        outputs = model.predict([seqs[i] for i in keep], batch_size=batch_size)
+        outputs = model.predict([seqs[i] for i in keep], batch_size=settings.batch_size)
         if outputs.ndim == 2:
             if not 0 <= class_index < outputs.shape[1]:
                 raise ConfigError(f"class_index {class_index} out of range for "
