@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dnalm.errors import ConfigError
-from dnalm.models.presets import TokenizerInfo, get_preset
+from dnalm.models.presets import TokenizerInfo
 from dnalm.train.collator import MaskingConfig, MlmMasker
 from dnalm.train.config import PretrainConfig
 from dnalm.train.data import StreamConfig
@@ -73,8 +73,9 @@ def make_masker(
     config: PretrainConfig, tok: TokenizerInfo, *, seed: int
 ) -> MlmMasker:
     """Token masking, or DNABERT span masking of ``k`` tokens for overlapping k-mers."""
-    spec = get_preset(config.preset)
-    span_masking = spec.span_masking if config.span_masking is None else config.span_masking
+    span_masking = config.span_masking
+    if span_masking is None:
+        span_masking = config.preset_spec.span_masking
     span = int(tok.k) if span_masking and tok.k else 1
     masking = MaskingConfig(
         mlm_probability=config.mlm_probability,
@@ -105,7 +106,6 @@ def stream_config(
     training: bool,
 ) -> StreamConfig:
     """Training streams repeat and shuffle; validation streams do one fixed-order pass."""
-    block_sparse = config.preset == "gena"
     batch = config.batch_size if training else (config.val_batch_size or config.batch_size)
     return StreamConfig(
         max_length=config.row_length,
@@ -120,7 +120,7 @@ def stream_config(
         shuffle_window=max(1, config.shuffle_window),
         repeat=training,
         # BigBird falls back to full attention on short batches (and stays there): keep them long.
-        pad_to_max_length=block_sparse,
+        pad_to_max_length=config.preset_spec.block_sparse,
         seed=config.seed,
         rank=env.rank,
         world_size=env.world_size,

@@ -91,8 +91,8 @@ def evaluate_model_dir(
     config = PretrainConfig.from_dict({
         "preset": meta["preset"], "size": meta.get("size", "tiny"),
         "max_length": meta["max_length"], "batch_size": batch_size,
-        "val_max_batches": max_batches, "seed": seed, "rmt": meta.get("rmt") or {},
-    })
+        "val_max_batches": max_batches, "seed": seed, "rmt": meta.get("rmt") or None,
+    }, where=str(model_dir))
     tok = load_tokenizer_info(model_dir)
     device = torch.device("cuda", 0) if gpus and torch.cuda.is_available() else torch.device("cpu")
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
