@@ -269,6 +269,30 @@ def test_two_process_ddp_segments_equal_uncut(demo: dict[str, Path], tmp_path: P
     assert _losses([tmp_path / "uncut/segments/0"]) == _losses(existing_segments(tmp_path / "cut"))
 
 
+@pytest.mark.skipif(
+    not os.environ.get("DNALM_DDP_TESTS"),
+    reason="starts torchrun (~1 min on 2 cores); set DNALM_DDP_TESTS=1",
+)
+def test_a_job_given_several_gpus_runs_one_process_each_under_torchrun(
+        demo: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the rule's script and `dnalm pretrain-segment --gpus 2` do outside torchrun, here on
+    CPU processes (gloo): the job restarts as two ranks of `dnalm pretrain-segment`, with the
+    settings unchanged on their way through the temporary file."""
+    from dnalm.train import launch
+    from dnalm.train.checkpoint import load_trainer_state
+
+    config = _config(batch_size=4, total_steps=2, steps_per_job=2, seed=5,
+                     rmt={"num_mem_tokens": 4})
+    monkeypatch.setattr(launch, "needs_torchrun", lambda gpus: gpus > 1)
+    out = tmp_path / "job/segments/0"
+    summary = launch.train_segment(config, tokenizer_dir=demo["tok"], train_dirs=[demo["train"]],
+                                   validation_dirs=[demo["validation"]], segment=0,
+                                   previous_checkpoint=None, out_dir=out, threads=2, gpus=2)
+    assert summary["world_size"] == 2 and summary["end_step"] == 2
+    assert summary == {**json.loads((out / "segment.json").read_text()), "out_dir": str(out)}
+    assert load_trainer_state(out)["config"] == config.to_dict()
+
+
 def test_gena_with_recurrent_memory_pretrains_in_resumable_segments(
         demo: dict[str, Path], tmp_path: Path) -> None:
     """GENA-LM's long-context recipe: BigBird block-sparse windows, each row three windows long

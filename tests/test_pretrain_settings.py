@@ -232,3 +232,26 @@ def test_settings_files_for_the_command_line(tmp_path: Path) -> None:
         load_settings(flat, ["seed"])
     with pytest.raises(ConfigError, match="cannot read pretraining settings"):
         load_settings(tmp_path / "missing.yaml")
+
+
+def test_a_job_on_several_gpus_restarts_itself_as_the_dnalm_command(tmp_path: Path) -> None:
+    """Outside torchrun a job given N > 1 GPUs runs ``torchrun ... -m dnalm pretrain-segment``
+    with its settings in a file: the command parses back to the same job and settings."""
+    from dnalm.cli import build_parser
+    from dnalm.train.launch import needs_torchrun, torchrun_command
+
+    run = PretrainConfig(preset="gena", steps_per_job=3, rmt={"max_n_segments": 3}, seed=9)
+    file = tmp_path / "settings.yaml"
+    file.write_text(yaml.safe_dump(run.to_dict()))
+    job = dict(tokenizer_dir=tmp_path / "tok", train_dirs=[tmp_path / "a", tmp_path / "b"],
+               validation_dirs=[tmp_path / "v"], segment=2,
+               previous_checkpoint=tmp_path / "segments/1", out_dir=tmp_path / "segments/2",
+               threads=16, gpus=4)
+    command = torchrun_command(file, **job)
+    assert command[:8] == [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=4", "-m", "dnalm", "pretrain-segment"]
+    args = build_parser().parse_args(command[7:])
+    assert (args.tokenizer, args.train, args.validation, args.segment, args.previous, args.out,
+            args.threads, args.gpus) == tuple(job.values())
+    assert load_settings(args.config, args.set, model=args.model) == run
+    assert not needs_torchrun(1) and not needs_torchrun(0)
