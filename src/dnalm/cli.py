@@ -291,22 +291,25 @@ def _add_pretrain_segment(subparsers: argparse._SubParsersAction) -> None:
             "--threads 32 --gpus 4",
         ],
     )
-    p.add_argument("--config", type=Path,
+    p.add_argument("--config", type=Path, metavar="FILE",
                    help="YAML/JSON with one run's settings (the keys of a pretraining.models "
                    "entry, optionally under 'pretrain:'), or a workflow config with --model")
-    p.add_argument("--model", help="the run to read from a workflow config (pretraining.models)")
+    p.add_argument("--model", metavar="NAME",
+                   help="the run to read from a workflow config (pretraining.models)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change one setting (the value is read as YAML); repeatable")
-    p.add_argument("--tokenizer", required=True, type=Path,
+    p.add_argument("--tokenizer", required=True, type=Path, metavar="DIR",
                    help="tokenizer directory (dnalm build-tokenizer)")
-    p.add_argument("--train", nargs="+", required=True, type=Path,
+    p.add_argument("--train", nargs="+", required=True, type=Path, metavar="DIR",
                    help="training token-shard directories (tokens/<tokenizer>/train, one per "
                    "genome)")
-    p.add_argument("--validation", nargs="*", default=[], type=Path,
+    p.add_argument("--validation", nargs="*", default=[], type=Path, metavar="DIR",
                    help="validation token-shard directories")
-    p.add_argument("--segment", type=int, required=True, help="job number n (0 starts the run)")
-    p.add_argument("--previous", type=Path, help="job n-1's checkpoint directory (n > 0)")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("--segment", type=int, required=True, metavar="N",
+                   help="job number n (0 starts the run)")
+    p.add_argument("--previous", type=Path, metavar="DIR",
+                   help="job n-1's checkpoint directory (n > 0)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="this job's checkpoint directory (written whole or not at all)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (shared by the processes)")
     p.add_argument("--gpus", type=int, default=0,
