@@ -123,7 +123,7 @@ def run_dnalm(data: dict, args: argparse.Namespace, size: str, packing: bool,
               workdir: Path) -> dict[str, float]:
     config = PretrainConfig(
         preset=PRESET, size=size, max_length=args.max_length, batch_size=args.batch_size,
-        total_steps=args.steps, segment_steps=args.steps, learning_rate=args.lr,
+        total_steps=args.steps, steps_per_job=args.steps, learning_rate=args.lr,
         warmup_steps=args.lr_warmup, log_every=1, val_max_batches=0, packing=packing,
         seed=args.seed,
     )

@@ -1,8 +1,8 @@
-# Masked-LM pretraining in resumable, wall-time-bounded segments (one job each), then the final
-# Hugging Face model directory.
+# Masked-LM pretraining in resumable, wall-time-bounded jobs of steps_per_job steps (job n writes
+# results/models/{model}/segments/{n}), then the final Hugging Face model directory.
+from dnalm.train.config import pretrain_settings
 
 PRETRAIN = config["pretraining"]
-_PRETRAIN_KEYS = ("tokenizer", "genomes")
 
 
 def pretrain_model(name):
@@ -14,20 +14,15 @@ def pretrain_genomes(name):
 
 
 def n_segments(name):
-    spec = pretrain_model(name)
-    steps = int(spec.get("total_steps", 10_000))
-    per_segment = int(spec.get("segment_steps", 2_000))
-    return max(1, -(-steps // per_segment))
-
-
-def segment_params(name):
-    """The run's settings without total_steps: raising it later must not rerun the finished
-    segments (Snakemake reruns a job whose params change); the script reads it from config."""
-    return {k: v for k, v in pretrain_model(name).items()
-            if k not in _PRETRAIN_KEYS and k != "total_steps"}
+    """How many jobs (checkpoints segments/0..n-1) the run is cut into."""
+    return pretrain_settings(config, name).num_segments
 
 
 for _name, _spec in PRETRAIN["models"].items():
+    try:  # every setting checked now, not when its job starts
+        pretrain_settings(config, _name)
+    except DnalmError as _error:
+        sys.exit(f"dnalm: error: pretraining.models.{_name}: {_error}")
     if _spec["tokenizer"] not in TOKENIZERS:
         sys.exit(f"dnalm: error: pretraining.models.{_name}: tokenizer {_spec['tokenizer']!r} is "
                  "not defined under tokenizers")
@@ -63,7 +58,9 @@ rule pretrain_segment:
     output:
         directory("results/models/{model}/segments/{segment}"),
     params:
-        settings=lambda wc: segment_params(wc.model),
+        # what Snakemake compares to rerun a finished job: every setting but total_steps, which
+        # the script reads through pretrain_settings (raising it appends jobs, reruns none)
+        settings=lambda wc: pretrain_settings(config, wc.model).rule_params(),
     log:
         "logs/pretrain/{model}_segment{segment}.log",
     benchmark:

@@ -34,7 +34,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Char tokens, 3 pretraining segments of 40 steps, 2 scoring regions; segment 0 finished."""
     config = default_config()
     model = dict(config["pretraining"]["models"]["demo"], tokenizer="char", total_steps=120,
-                 segment_steps=40, warmup_steps=2, log_every=1, val_max_batches=2,
+                 steps_per_job=40, warmup_steps=2, log_every=1, val_max_batches=2,
                  max_length=64)
     variants = {"demo_1kg": {"genome": "demo",
                              "path": str(REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf")}}

@@ -1,5 +1,5 @@
-"""Segmented pretraining on the demo genome: the loss falls, segments reproduce an uncut run,
-raising total_steps appends segments, and bad inputs fail at start-up."""
+"""Pretraining in resumable jobs on the demo genome: the loss falls, jobs reproduce an uncut run,
+raising total_steps appends jobs, and bad inputs fail at start-up."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM
 
+from dnalm.cli import main
 from dnalm.errors import ConfigError
 from dnalm.fasta import read_all_sequences
 from dnalm.train import toydata
@@ -23,7 +24,6 @@ from dnalm.train.pretrain import (
     evaluate_model_dir,
     existing_segments,
     finalize,
-    main,
     run_segment,
 )
 from dnalm.train.toydata import encode_char, encode_kmers, random_chunks
@@ -50,7 +50,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _config(**changes) -> PretrainConfig:
     base = dict(preset="nt", size="tiny", max_length=64, batch_size=8, total_steps=6,
-                segment_steps=6, learning_rate=2e-3, warmup_steps=2, log_every=1,
+                steps_per_job=6, learning_rate=2e-3, warmup_steps=2, log_every=1,
                 val_max_batches=2, seed=3)
     return PretrainConfig.from_dict({**base, **changes})
 
@@ -86,12 +86,12 @@ def _losses(segment_dirs: list[Path]) -> list[tuple[int, float, float, float]]:
 
 def test_tiny_model_pretrains_on_the_demo_genome(demo: dict[str, Path], tmp_path: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
-    config = _config(preset="dnabert2", total_steps=30, segment_steps=30, learning_rate=3e-3,
+    config = _config(preset="dnabert2", total_steps=30, steps_per_job=30, learning_rate=3e-3,
                      log_every=10, val_max_batches=6)
     with caplog.at_level("INFO", logger="dnalm.train.pretrain"):
         summary = _run(config, demo, tmp_path, 0)
     progress = [r.getMessage() for r in caplog.records if "steps:" in r.getMessage()]
-    assert progress[-1].startswith("segment 0 steps: 30/30 step (100%")
+    assert progress[-1].startswith("job 0 steps: 30/30 step (100%")
     assert 1 <= len(progress) <= 10  # every 10 %, at most one line a second
     assert sum("step 20: loss" in r.getMessage() for r in caplog.records) == 1
     assert summary["end_step"] == 30 and summary["tokens"] == 30 * 8 * 64  # packed: no padding
@@ -117,7 +117,7 @@ def test_two_segments_equal_one_uncut_run(demo: dict[str, Path], tmp_path: Path)
     uncut = tmp_path / "uncut"
     _run(_config(), demo, uncut, 0)
     cut = tmp_path / "cut"
-    config = _config(segment_steps=3)
+    config = _config(steps_per_job=3)
     _run(config, demo, cut, 0)
     _run(config, demo, cut, 1, previous=cut / "segments/0")
     a, b = _weights(uncut / "segments/0"), _weights(cut / "segments/1")
@@ -128,9 +128,9 @@ def test_two_segments_equal_one_uncut_run(demo: dict[str, Path], tmp_path: Path)
 
 
 def test_raising_total_steps_appends_a_segment(demo: dict[str, Path], tmp_path: Path) -> None:
-    constant = {"schedule": "constant", "segment_steps": 2}
+    constant = {"schedule": "constant", "steps_per_job": 2}
     uncut = tmp_path / "uncut"
-    _run(_config(total_steps=6, schedule="constant", segment_steps=6), demo, uncut, 0)
+    _run(_config(total_steps=6, schedule="constant", steps_per_job=6), demo, uncut, 0)
     grown = tmp_path / "grown"
     first = _config(total_steps=3, **constant)  # segments [0, 2) and a short [2, 3)
     _run(first, demo, grown, 0)
@@ -147,7 +147,7 @@ def test_raising_total_steps_appends_a_segment(demo: dict[str, Path], tmp_path: 
 
 
 def test_resuming_with_a_different_run_is_refused(demo: dict[str, Path], tmp_path: Path) -> None:
-    config = _config(total_steps=4, segment_steps=1, val_max_batches=0)
+    config = _config(total_steps=4, steps_per_job=1, val_max_batches=0)
     _run(config, demo, tmp_path, 0)
     first = tmp_path / "segments/0"
     with pytest.raises(ConfigError, match="differs from the checkpoint's in batch_size"):
@@ -155,13 +155,36 @@ def test_resuming_with_a_different_run_is_refused(demo: dict[str, Path], tmp_pat
     with pytest.raises(ConfigError, match="is segment 0, segment 2 needs segment 1"):
         _run(config, demo, tmp_path, 2, previous=first)
     with pytest.raises(ConfigError, match="ends at step 1 but segment 1 starts at step 2"):
-        _run(config.replace(segment_steps=2), demo, tmp_path, 1, previous=first)
+        _run(config.replace(steps_per_job=2), demo, tmp_path, 1, previous=first)
     with pytest.raises(ConfigError, match="segment 1 needs the previous segment's checkpoint"):
         _run(config, demo, tmp_path, 1)
     with pytest.raises(ConfigError, match="not a finished segment"):
         _run(config, demo, tmp_path, 1, previous=tmp_path)
     with pytest.raises(ConfigError, match="segments do not form one run"):
         finalize(tmp_path / "final", [tmp_path / "segments/0", tmp_path / "segments/0"])
+
+
+def test_a_checkpoint_written_before_the_renames_resumes(demo: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    """Checkpoints of runs started before the renames store ``segment_steps`` and, for no
+    memory, ``rmt: {}``: the current settings resume them, and still refuse a different run."""
+    from dnalm.train.checkpoint import TRAINER_STATE, load_trainer_state, save_trainer_state
+
+    config = _config(total_steps=2, steps_per_job=1, val_max_batches=0)
+    uncut = _run(config.replace(steps_per_job=2), demo, tmp_path / "uncut", 0)
+    _run(config, demo, tmp_path, 0)
+    first = tmp_path / "segments/0"
+    state = load_trainer_state(first)
+    old = {("segment_steps" if k == "steps_per_job" else k): v for k, v in state["config"].items()}
+    old["rmt"] = {}
+    assert "steps_per_job" not in old and old["segment_steps"] == 1
+    save_trainer_state(first / TRAINER_STATE, {**state, "config": old})
+    with pytest.raises(ConfigError, match="differs from the checkpoint's in learning_rate;"):
+        _run(config.replace(learning_rate=1e-3), demo, tmp_path, 1, previous=first)
+    resumed = _run(config, demo, tmp_path, 1, previous=first)
+    assert (resumed["start_step"], resumed["end_step"]) == (1, 2)
+    a, b = _weights(tmp_path / "uncut/segments/0"), _weights(tmp_path / "segments/1")
+    assert uncut["end_step"] == 2 and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_bad_inputs_fail_at_start_up(
@@ -195,21 +218,24 @@ def test_bad_inputs_fail_at_start_up(
 def test_command_line_entry(
     demo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`dnalm pretrain-segment` and `dnalm finalize-model` (what the rules' scripts run)."""
     config = tmp_path / "pretrain.yaml"
     config.write_text("pretrain:\n  preset: dnabert2\n  max_length: 64\n  batch_size: 2\n"
-                      "  total_steps: 1\n  segment_steps: 1\n  val_max_batches: 1\n")
+                      "  total_steps: 1\n  steps_per_job: 1\n  val_max_batches: 1\n")
     common = ["--tokenizer", str(demo["tok"]), "--train", str(demo["train"]),
               "--validation", str(demo["validation"]), "--segment", "0"]
     out = tmp_path / "m/segments/0"
-    assert main(["segment", "--config", str(config), *common, "--out", str(out)]) == 0
+    assert main(["pretrain-segment", "--config", str(config), *common, "--out", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["end_step"] == 1
-    assert main(["finalize", "--model-dir", str(tmp_path / "m"), str(out)]) == 0
+    assert main(["finalize-model", str(tmp_path / "m"), str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 1
     assert (tmp_path / "m/loss_curve.png").is_file()
-    capsys.readouterr()
-    bad = ["segment", "--config", str(config), "--set", "preset=gpt", *common, "--out", str(out)]
+    bad = ["pretrain-segment", "--config", str(config), "--set", "preset=gpt", *common,
+           "--out", str(tmp_path / "bad")]
     assert main(bad) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown model preset 'gpt'") and "\n" not in err
+    assert err.startswith("dnalm: error: unknown model preset 'gpt'") and "\n" not in err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.skipif(
@@ -222,10 +248,10 @@ def test_two_process_ddp_segments_equal_uncut(demo: dict[str, Path], tmp_path: P
     config.write_text("preset: nt\nmax_length: 64\nbatch_size: 4\ntotal_steps: 4\n"
                       "log_every: 1\nval_max_batches: 2\nseed: 5\n")
 
-    def launch(out: Path, segment: int, segment_steps: int, previous: Path | None) -> None:
+    def launch(out: Path, segment: int, steps_per_job: int, previous: Path | None) -> None:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   "--nproc_per_node=2", "-m", "dnalm.train.pretrain", "segment",
-                   "--config", str(config), "--set", f"segment_steps={segment_steps}",
+                   "--nproc_per_node=2", "-m", "dnalm", "pretrain-segment",
+                   "--config", str(config), "--set", f"steps_per_job={steps_per_job}",
                    "--tokenizer", str(demo["tok"]), "--train", str(demo["train"]),
                    "--validation", str(demo["validation"]), "--segment", str(segment),
                    "--out", str(out / "segments" / str(segment)), "--threads", "2", "--gpus", "0"]
@@ -243,6 +269,30 @@ def test_two_process_ddp_segments_equal_uncut(demo: dict[str, Path], tmp_path: P
     assert _losses([tmp_path / "uncut/segments/0"]) == _losses(existing_segments(tmp_path / "cut"))
 
 
+@pytest.mark.skipif(
+    not os.environ.get("DNALM_DDP_TESTS"),
+    reason="starts torchrun (~1 min on 2 cores); set DNALM_DDP_TESTS=1",
+)
+def test_a_job_given_several_gpus_runs_one_process_each_under_torchrun(
+        demo: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the rule's script and `dnalm pretrain-segment --gpus 2` do outside torchrun, here on
+    CPU processes (gloo): the job restarts as two ranks of `dnalm pretrain-segment`, with the
+    settings unchanged on their way through the temporary file."""
+    from dnalm.train import launch
+    from dnalm.train.checkpoint import load_trainer_state
+
+    config = _config(batch_size=4, total_steps=2, steps_per_job=2, seed=5,
+                     rmt={"num_mem_tokens": 4})
+    monkeypatch.setattr(launch, "needs_torchrun", lambda gpus: gpus > 1)
+    out = tmp_path / "job/segments/0"
+    summary = launch.train_segment(config, tokenizer_dir=demo["tok"], train_dirs=[demo["train"]],
+                                   validation_dirs=[demo["validation"]], segment=0,
+                                   previous_checkpoint=None, out_dir=out, threads=2, gpus=2)
+    assert summary["world_size"] == 2 and summary["end_step"] == 2
+    assert summary == {**json.loads((out / "segment.json").read_text()), "out_dir": str(out)}
+    assert load_trainer_state(out)["config"] == config.to_dict()
+
+
 def test_gena_with_recurrent_memory_pretrains_in_resumable_segments(
         demo: dict[str, Path], tmp_path: Path) -> None:
     """GENA-LM's long-context recipe: BigBird block-sparse windows, each row three windows long
@@ -250,8 +300,8 @@ def test_gena_with_recurrent_memory_pretrains_in_resumable_segments(
     from dnalm.models import RMTForMaskedLM
 
     config = _config(preset="gena", max_length=160, batch_size=4, total_steps=20,
-                     segment_steps=10, learning_rate=3e-3, log_every=5, val_max_batches=3,
-                     rmt={"num_mem_tokens": 4, "segments": 3})
+                     steps_per_job=10, learning_rate=3e-3, log_every=5, val_max_batches=3,
+                     rmt={"num_mem_tokens": 4, "max_n_segments": 3})
     assert config.row_length == 3 * (160 - 4 - 3) + 2
     first = _run(config, demo, tmp_path, 0)
     second = _run(config, demo, tmp_path, 1, previous=tmp_path / "segments/0")
@@ -263,15 +313,15 @@ def test_gena_with_recurrent_memory_pretrains_in_resumable_segments(
     assert model.mlm.config.attention_type == "block_sparse"
     assert model.config.segment_size == 160 and model.config.max_n_segments == 3
     meta = json.loads((tmp_path / "dnalm_model.json").read_text())
-    assert meta["rmt"] == {"num_mem_tokens": 4, "segments": 3, "bptt_depth": -1}
+    assert meta["rmt"] == {"num_mem_tokens": 4, "max_n_segments": 3, "bptt_depth": -1}
     again = evaluate_model_dir(tmp_path, [demo["validation"]], batch_size=4, max_batches=3,
                                seed=3)
     assert again["val_loss"] == pytest.approx(result["final_val_loss"], rel=1e-5)
     uncut = tmp_path / "uncut"  # memory init seeded: segments == uncut (deterministic: CPU same)
-    _run(config.replace(segment_steps=20, deterministic=True), demo, uncut, 0)
+    _run(config.replace(steps_per_job=20, deterministic=True), demo, uncut, 0)
     a, b = _weights(uncut / "segments/0"), _weights(tmp_path / "segments/1")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ConfigError, match="rmt segments must be >= 2"):
-        _config(rmt={"segments": 1})
+    with pytest.raises(ConfigError, match="rmt max_n_segments must be >= 2"):
+        _config(rmt={"max_n_segments": 1})
     with pytest.raises(ConfigError, match="unknown rmt option"):
         _config(rmt={"memory": 4})

@@ -68,7 +68,6 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     # by hand: every dnalm command, run here as written
     "dnalm": (f"{HERE}::test_dnalm_commands_run_as_written",
               "tests/test_cli.py::test_every_subcommand_has_help_with_an_example"),
-    "python -m dnalm.train.pretrain": ("tests/test_pretrain_loop.py::test_command_line_entry",),
     # reading the outputs
     "python -m dnalm.results": (f"{HERE}::test_dnalm_commands_run_as_written",),
     "snakemake --report": (f"{DEMO}::test_report_renders_in_headless_chromium",),

@@ -51,7 +51,7 @@ def reduced_demo(workdir: Path) -> Path:
     GPUs, through ``resources`` in the config."""
     config = default_config()
     model = dict(config["pretraining"]["models"]["demo"], tokenizer="char", total_steps=20,
-                 segment_steps=10, warmup_steps=2, log_every=5, val_max_batches=2, max_length=64)
+                 steps_per_job=10, warmup_steps=2, log_every=5, val_max_batches=2, max_length=64)
     cpu = {"threads": 1, "mem_mb": 1000, "runtime": 10}
     resources = {"default": cpu, **{rule: {**cpu, "gpu": 1} for rule in GPU_RULES}}
     variants = {"demo_1kg": {"genome": "demo",

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.workflow
 def demo(tmp_path_factory) -> Path:
     config = default_config()
     workdir = tmp_path_factory.mktemp("demo") / "run"
-    model = dict(config["pretraining"]["models"]["demo"], total_steps=40, segment_steps=20,
+    model = dict(config["pretraining"]["models"]["demo"], total_steps=40, steps_per_job=20,
                  warmup_steps=5, val_max_batches=5)
     tokenizers = dict(config["tokenizers"])
     tokenizers["bpe"] = dict(tokenizers["bpe"], vocab_size=512)

@@ -25,8 +25,8 @@ def test_gena_with_memory_pretrains_and_scores(tmp_path: Path) -> None:
     config["tokenizers"] = {"char": {"kind": "char"}}
     config["pretraining"] = {"models": {"long": {
         "tokenizer": "char", "preset": "gena", "size": "tiny", "max_length": 160,
-        "batch_size": 4, "total_steps": 6, "segment_steps": 3, "warmup_steps": 1,
-        "log_every": 3, "val_max_batches": 2, "rmt": {"num_mem_tokens": 4, "segments": 2}}}}
+        "batch_size": 4, "total_steps": 6, "steps_per_job": 3, "warmup_steps": 1,
+        "log_every": 3, "val_max_batches": 2, "rmt": {"num_mem_tokens": 4, "max_n_segments": 2}}}}
     config["finetune"] = {"tasks": {}, "models": []}
     config["coding"] = {**config["coding"], "variants": [], "annotations": {}}
     config["scoring"] = {**config["scoring"], "models": ["long"], "regions": 1,

@@ -287,6 +287,93 @@ def _run_tokenizer_stats(args: argparse.Namespace) -> None:
     print({k: v for k, v in stats.items() if not isinstance(v, list)})
 
 
+# --- pretraining --------------------------------------------------------------------------
+
+
+def _add_pretrain_segment(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "pretrain-segment",
+        "Train one job of a masked-LM pretraining run (steps n x steps_per_job onwards, from job "
+        "n-1's checkpoint) and write its checkpoint directory; with --gpus N > 1 outside "
+        "torchrun, start torchrun with one process per GPU.",
+        [
+            "dnalm pretrain-segment --config config/config.yaml --model demo "
+            "--tokenizer results/tokenizers/bpe --train results/genomes/demo/tokens/bpe/train "
+            "--validation results/genomes/demo/tokens/bpe/validation --segment 0 "
+            "--out results/models/demo/segments/0",
+            "dnalm pretrain-segment --config run.yaml --set total_steps=20000 --tokenizer tok "
+            "--train tokens/train --segment 1 --previous run/segments/0 --out run/segments/1 "
+            "--threads 32 --gpus 4",
+        ],
+    )
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="YAML/JSON with one run's settings (the keys of a pretraining.models "
+                   "entry, optionally under 'pretrain:'), or a workflow config with --model")
+    p.add_argument("--model", metavar="NAME",
+                   help="the run to read from a workflow config (pretraining.models)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one setting (the value is read as YAML); repeatable")
+    p.add_argument("--tokenizer", required=True, type=Path, metavar="DIR",
+                   help="tokenizer directory (dnalm build-tokenizer)")
+    p.add_argument("--train", nargs="+", required=True, type=Path, metavar="DIR",
+                   help="training token-shard directories (tokens/<tokenizer>/train, one per "
+                   "genome)")
+    p.add_argument("--validation", nargs="*", default=[], type=Path, metavar="DIR",
+                   help="validation token-shard directories")
+    p.add_argument("--segment", type=int, required=True, metavar="N",
+                   help="job number n (0 starts the run)")
+    p.add_argument("--previous", type=Path, metavar="DIR",
+                   help="job n-1's checkpoint directory (n > 0)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="this job's checkpoint directory (written whole or not at all)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (shared by the processes)")
+    p.add_argument("--gpus", type=int, default=0,
+                   help="GPUs per node: 0 trains on the CPU, N > 1 one process per GPU")
+    p.set_defaults(handler=_run_pretrain_segment)
+
+
+def _run_pretrain_segment(args: argparse.Namespace) -> None:
+    import json
+    import os
+
+    from dnalm.train.config import load_settings
+    from dnalm.train.launch import train_segment
+
+    config = load_settings(args.config, args.set, model=args.model)
+    _check_inputs(args.tokenizer, *args.train, *args.validation,
+                  *([args.previous] if args.previous else []))
+    summary = train_segment(config, tokenizer_dir=args.tokenizer, train_dirs=args.train,
+                            validation_dirs=args.validation, segment=args.segment,
+                            previous_checkpoint=args.previous, out_dir=args.out,
+                            threads=args.threads, gpus=args.gpus)
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary for all processes of a torchrun
+        print(json.dumps(summary, indent=2))
+
+
+def _add_finalize_model(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "finalize-model",
+        "Publish a finished pretraining run: the last job's model as a Hugging Face directory, "
+        "with the metrics of all jobs (metrics.parquet) and the loss curve (loss_curve.png).",
+        ["dnalm finalize-model results/models/demo results/models/demo/segments/0 "
+         "results/models/demo/segments/1"],
+    )
+    p.add_argument("model_dir", type=Path, help="the run's directory (results/models/<name>)")
+    p.add_argument("segments", nargs="+", type=Path,
+                   help="the checkpoint directories of every job, from job 0 on")
+    p.set_defaults(handler=_run_finalize_model)
+
+
+def _run_finalize_model(args: argparse.Namespace) -> None:
+    import json
+
+    from dnalm.train.finalize import finalize
+
+    print(json.dumps(finalize(args.model_dir, args.segments), indent=2))
+
+
 # --- fine-tuning --------------------------------------------------------------------------
 
 
@@ -602,8 +689,9 @@ def _run_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
-            _add_tokenizer_stats, _add_finetune, _add_score_variants, _add_saturate,
-            _add_score_coding, _add_score_protein, _add_import_checkpoint, _add_doctor]
+            _add_tokenizer_stats, _add_pretrain_segment, _add_finalize_model, _add_finetune,
+            _add_score_variants, _add_saturate, _add_score_coding, _add_score_protein,
+            _add_import_checkpoint, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dnalm.errors import ConfigError
+from dnalm.model_settings import RMTSettings  # the finetune.rmt block (owned there: torch-free)
 
 METHODS = ("lora", "full")
 
@@ -31,36 +32,6 @@ class LoraSettings:
     dropout: float = 0.05
     #: Linear layer names (suffixes) to adapt; None picks the attention projections.
     target_modules: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class RMTSettings:
-    """The ``finetune.rmt`` block: wrap the encoder in a Recurrent Memory Transformer.
-
-    With ``enabled`` a sequence longer than the model's window is cut into segments of
-    ``segment_length`` content tokens (None: the longest that fits the encoder with the memory)
-    carrying ``num_mem_tokens`` memory tokens, up to ``max_n_segments`` segments, and classified
-    whole instead of truncated (see :mod:`dnalm.models.rmt`). ``bptt_depth`` -1 back-propagates
-    through every segment. ``max_length`` is then ignored: the input budget is
-    ``segment_length * max_n_segments`` tokens.
-    """
-
-    enabled: bool = False
-    num_mem_tokens: int = 10
-    segment_length: int | None = None
-    max_n_segments: int = 6
-    bptt_depth: int = -1
-    pooling: str = "memory"
-
-    def __post_init__(self) -> None:
-        checks = {"rmt.num_mem_tokens": self.num_mem_tokens >= 0,
-                  "rmt.segment_length": self.segment_length is None or self.segment_length >= 1,
-                  "rmt.max_n_segments": self.max_n_segments >= 1,
-                  "rmt.bptt_depth": self.bptt_depth == -1 or self.bptt_depth >= 1,
-                  "rmt.pooling": self.pooling in ("cls", "memory")}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ConfigError(f"finetune setting(s) out of range: {', '.join(bad)}")
 
 
 def rmt_settings(cfg: Mapping[str, Any] | RMTSettings | None) -> RMTSettings:

@@ -56,6 +56,7 @@ from transformers import (
 )
 
 from dnalm.errors import ConfigError
+from dnalm.model_settings import SIZES
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 TOKENIZER_META = "dnalm_tokenizer.json"
 #: Tokenizer kinds that dnalm's tokenizer stage produces.
 TOKENIZER_KINDS = ("bpe", "kmer", "nt_kmer", "char", "pretrained")
-SIZES = ("tiny", "small", "base")
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,10 @@ class Preset:
     span_masking: bool = False
     #: Attention kernel: "sdpa" is PyTorch's fused scaled-dot-product attention.
     attn_implementation: str = "sdpa"
+    #: BigBird block-sparse attention: ``max_length`` is checked against its full-attention
+    #: bound, and training batches are padded to ``max_length`` (BigBird falls back to full
+    #: attention on a shorter batch and stays there).
+    block_sparse: bool = False
     description: str = ""
 
 
@@ -176,6 +180,7 @@ PRESETS: dict[str, Preset] = {
         },
         # BigBird's block-sparse attention has no sdpa kernel in transformers.
         attn_implementation="eager",
+        block_sparse=True,
         description="BigBird block-sparse attention for 4,096-token inputs (GENA-LM)",
     ),
 }
@@ -388,7 +393,7 @@ def preset_config(
             f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
             f"{config.num_attention_heads}"
         )
-    if spec.name == "gena":
+    if spec.block_sparse:
         _check_block_sparse(config, length)
     config.architectures = [spec.model_class.__name__]
     return config

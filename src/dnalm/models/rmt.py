@@ -69,12 +69,18 @@ from transformers import (
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput
 
 from dnalm.errors import ConfigError
+from dnalm.model_settings import (
+    POOLINGS,
+    SPECIAL_PER_SEGMENT,
+    RMTSettings,
+    segment_length_for,
+)
+from dnalm.model_settings import input_length as _input_length
 from dnalm.models.directory import register_auto
 from dnalm.runtime import position_limit
 
-POOLINGS = ("cls", "memory")
-#: Tokens around the content of a segment besides memory: [CLS], [SEP] after memory, final [SEP].
-SPECIAL_PER_SEGMENT = 3
+#: The settings' defaults are the model config's (one owner: :class:`RMTSettings`).
+_DEFAULTS = RMTSettings()
 #: Label of positions the masked-LM loss ignores (the ``transformers`` convention).
 IGNORE_INDEX = -100
 
@@ -104,11 +110,11 @@ class RMTConfig(PretrainedConfig):
     model_type = "dnalm_rmt"
 
     encoder: dict[str, Any] | None = None
-    num_mem_tokens: int = 10
-    segment_length: int | None = None
-    max_n_segments: int = 6
-    bptt_depth: int = -1
-    pooling: str = "memory"
+    num_mem_tokens: int = _DEFAULTS.num_mem_tokens
+    segment_length: int | None = _DEFAULTS.segment_length
+    max_n_segments: int = _DEFAULTS.max_n_segments
+    bptt_depth: int = _DEFAULTS.bptt_depth
+    pooling: str = _DEFAULTS.pooling
     classifier_dropout: float | int = 0.1
     initializer_range: float = 0.02
     pad_token_id: int | None = 0
@@ -138,17 +144,17 @@ class RMTConfig(PretrainedConfig):
 
     def _fit_segment(self, encoder: PretrainedConfig) -> None:
         limit = position_limit(encoder)
-        overhead = self.num_mem_tokens + SPECIAL_PER_SEGMENT
         if self.segment_length is None:
             if limit is None:
                 raise ConfigError("rmt segment_length must be set: the encoder has no "
                                   "position limit to derive it from")
-            self.segment_length = limit - overhead
-        if limit is not None and self.segment_length + overhead > limit:
+            self.segment_length = segment_length_for(limit, self.num_mem_tokens)
+        if limit is not None and self.segment_length > segment_length_for(limit,
+                                                                          self.num_mem_tokens):
             raise ConfigError(
                 f"rmt segment of {self.segment_length} content + {self.num_mem_tokens} memory "
                 f"+ 3 special tokens exceeds the encoder's {limit} positions; lower "
-                f"segment_length to {limit - overhead}")
+                f"segment_length to {segment_length_for(limit, self.num_mem_tokens)}")
         if self.segment_length < 1:
             raise ConfigError(f"rmt: {self.num_mem_tokens} memory tokens leave no room for "
                               f"content in the encoder's {limit} positions")
@@ -173,7 +179,7 @@ class RMTConfig(PretrainedConfig):
     @property
     def input_length(self) -> int:
         """Tokens of one whole input: ``max_n_segments`` segments of content plus [CLS]/[SEP]."""
-        return self.max_content_tokens + 2
+        return _input_length(int(self.segment_length or 0), self.max_n_segments)
 
 
 class RMTMemory(nn.Module):
@@ -387,11 +393,11 @@ class RMTForSequenceClassification(RMTPreTrainedModel):
         *,
         num_labels: int = 2,
         problem_type: str | None = None,
-        num_mem_tokens: int = 10,
-        segment_length: int | None = None,
-        max_n_segments: int = 6,
-        bptt_depth: int = -1,
-        pooling: str = "memory",
+        num_mem_tokens: int = _DEFAULTS.num_mem_tokens,
+        segment_length: int | None = _DEFAULTS.segment_length,
+        max_n_segments: int = _DEFAULTS.max_n_segments,
+        bptt_depth: int = _DEFAULTS.bptt_depth,
+        pooling: str = _DEFAULTS.pooling,
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
     ) -> RMTForSequenceClassification:

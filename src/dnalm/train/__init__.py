@@ -1,7 +1,7 @@
 """Masked-language-model pretraining: streaming data, masking, segmented training loop.
 
-The training loop is imported lazily so that ``python -m dnalm.train.pretrain`` does not import
-its own module twice.
+Names are imported lazily: the settings (:mod:`dnalm.train.config`) are read while Snakemake
+parses the workflow, which must not import torch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ _EXPORTS = {
     "MaskingConfig": "dnalm.train.collator",
     "MlmMasker": "dnalm.train.collator",
     "PretrainConfig": "dnalm.train.config",
+    "PretrainMemory": "dnalm.train.config",
+    "pretrain_settings": "dnalm.train.config",
     "StreamConfig": "dnalm.train.data",
     "TokenStream": "dnalm.train.data",
     "list_shards": "dnalm.train.data",
@@ -21,6 +23,7 @@ _EXPORTS = {
     "existing_segments": "dnalm.train.finalize",
     "finalize": "dnalm.train.finalize",
     "run_segment": "dnalm.train.pretrain",
+    "train_segment": "dnalm.train.launch",
 }
 
 __all__ = sorted(_EXPORTS)

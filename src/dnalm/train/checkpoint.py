@@ -68,13 +68,6 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
         restore_rng(state, device)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) global generators."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 def save_trainer_state(path: Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus a format tag) with ``torch.save``."""
     torch.save({"format": STATE_FORMAT, **state}, path)

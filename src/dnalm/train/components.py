@@ -6,15 +6,15 @@ exactly the pieces the loop uses.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from dnalm.errors import ConfigError
-from dnalm.models.presets import TokenizerInfo, get_preset
+from dnalm.models.presets import TokenizerInfo
+from dnalm.runtime import autocast
 from dnalm.train.collator import MaskingConfig, MlmMasker
 from dnalm.train.config import PretrainConfig
 from dnalm.train.data import StreamConfig
@@ -73,8 +73,9 @@ def make_masker(
     config: PretrainConfig, tok: TokenizerInfo, *, seed: int
 ) -> MlmMasker:
     """Token masking, or DNABERT span masking of ``k`` tokens for overlapping k-mers."""
-    spec = get_preset(config.preset)
-    span_masking = spec.span_masking if config.span_masking is None else config.span_masking
+    span_masking = config.span_masking
+    if span_masking is None:
+        span_masking = config.preset_spec.span_masking
     span = int(tok.k) if span_masking and tok.k else 1
     masking = MaskingConfig(
         mlm_probability=config.mlm_probability,
@@ -105,7 +106,6 @@ def stream_config(
     training: bool,
 ) -> StreamConfig:
     """Training streams repeat and shuffle; validation streams do one fixed-order pass."""
-    block_sparse = config.preset == "gena"
     batch = config.batch_size if training else (config.val_batch_size or config.batch_size)
     return StreamConfig(
         max_length=config.row_length,
@@ -120,7 +120,7 @@ def stream_config(
         shuffle_window=max(1, config.shuffle_window),
         repeat=training,
         # BigBird falls back to full attention on short batches (and stays there): keep them long.
-        pad_to_max_length=block_sparse,
+        pad_to_max_length=config.preset_spec.block_sparse,
         seed=config.seed,
         rank=env.rank,
         world_size=env.world_size,
@@ -128,18 +128,10 @@ def stream_config(
 
 
 def autocast_context(config: PretrainConfig, device: torch.device) -> Callable[[], Any]:
-    """bf16 autocast on CUDA (``auto``/``bf16``) or on CPU when ``bf16`` is forced; else fp32."""
-    if config.precision == "fp32":
-        return contextlib.nullcontext
-    if device.type == "cuda":
-        if not torch.cuda.is_bf16_supported():
-            if config.precision == "bf16":
-                raise ConfigError(f"precision bf16 requested but {device} does not support it")
-            return contextlib.nullcontext
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    if config.precision == "bf16":
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext
+    """A factory of the run's autocast context (:func:`dnalm.runtime.autocast` under the run's
+    ``precision``), checked once here so a GPU without bf16 fails before training starts."""
+    autocast(device, config.precision)
+    return functools.partial(autocast, device, config.precision)
 
 
 def restore_block_sparse(model: torch.nn.Module) -> None:

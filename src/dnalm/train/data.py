@@ -41,9 +41,9 @@ import torch
 
 from dnalm.errors import ConfigError
 from dnalm.io import list_parts
+from dnalm.train.config import LONG_CHUNK_POLICIES
 
 TOKEN_COLUMN = "input_ids"
-LONG_CHUNK_POLICIES = ("split", "crop")
 
 
 def list_shards(dirs: Sequence[str | Path], *, what: str = "token") -> list[Path]:

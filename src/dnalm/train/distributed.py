@@ -70,7 +70,7 @@ def setup(gpus: int) -> DistEnv:
             )
         if gpus > 1 and world == 1:
             raise ConfigError(
-                f"{gpus} GPUs need one process each: launch with `python -m dnalm.train.pretrain "
+                f"{gpus} GPUs need one process each: launch with `dnalm pretrain-segment "
                 f"--gpus {gpus} ...` (which starts torchrun) or `torchrun --nproc_per_node={gpus}`"
             )
         if world > 1 and local_rank >= gpus:

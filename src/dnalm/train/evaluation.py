@@ -14,6 +14,7 @@ from transformers import PreTrainedModel
 from dnalm.errors import ConfigError
 from dnalm.models.directory import load_masked_lm, read_model_meta
 from dnalm.models.presets import TokenizerInfo, load_tokenizer_info
+from dnalm.runtime import pick_device
 from dnalm.train import distributed
 from dnalm.train.checkpoint import preserved_rng
 from dnalm.train.collator import IGNORE_INDEX
@@ -91,10 +92,10 @@ def evaluate_model_dir(
     config = PretrainConfig.from_dict({
         "preset": meta["preset"], "size": meta.get("size", "tiny"),
         "max_length": meta["max_length"], "batch_size": batch_size,
-        "val_max_batches": max_batches, "seed": seed, "rmt": meta.get("rmt") or {},
-    })
+        "val_max_batches": max_batches, "seed": seed, "rmt": meta.get("rmt") or None,
+    }, where=str(model_dir))
     tok = load_tokenizer_info(model_dir)
-    device = torch.device("cuda", 0) if gpus and torch.cuda.is_available() else torch.device("cpu")
+    device = pick_device(gpus)
     env = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
     model = load_masked_lm(model_dir).to(device)
     shards = list_shards(token_dirs, what="evaluation token")

@@ -1,15 +1,16 @@
-"""Masked-language-model pretraining, cut into resumable segments.
+"""Masked-language-model pretraining, cut into resumable jobs.
 
-A run of ``total_steps`` optimizer steps is split into segments of ``segment_steps``; segment
-``n`` runs steps ``[n * segment_steps, min((n + 1) * segment_steps, total_steps))`` as one
-Snakemake job, starting from segment ``n - 1``'s checkpoint (weights, optimizer, scheduler, step,
-every RNG, each process's data cursor and masking generator). Because all randomness is either
-restored or derived from the seed, a run cut into segments reproduces the uncut run bit for bit on
-the same hardware and thread count. Raising ``total_steps`` later adds segments after the finished
-ones; if the old last segment was short (``total_steps`` not a multiple of ``segment_steps``), the
-next one starts where it ended. With the ``linear`` schedule the decay then follows the new length
-from the next segment on; use ``schedule: constant`` for runs that will be extended (an extended
-constant-schedule run equals a run planned that long from the start).
+A run of ``total_steps`` optimizer steps is trained as a chain of Snakemake jobs of
+``steps_per_job`` steps; job ``n`` runs steps ``[n * steps_per_job, min((n + 1) * steps_per_job,
+total_steps))`` and writes its checkpoint to ``segments/n`` (weights, optimizer, scheduler, step,
+every RNG, each process's data cursor and masking generator), starting from job ``n - 1``'s.
+Because all randomness is either restored or derived from the seed, a run cut into jobs
+reproduces the uncut run bit for bit on the same hardware and thread count. Raising
+``total_steps`` later adds jobs after the finished ones; if the old last job was short
+(``total_steps`` not a multiple of ``steps_per_job``), the next one starts where it ended. With
+the ``linear`` schedule the decay then follows the new length from the next job on; use
+``schedule: constant`` for runs that will be extended (an extended constant-schedule run equals a
+run planned that long from the start).
 
 Public API::
 
@@ -18,10 +19,10 @@ Public API::
     finalize(model_dir, [segment_dir, ...])
     evaluate_model_dir(model_dir, [test_token_dir, ...])
 
-Devices: ``gpus=0`` trains on CPU, ``gpus=1`` on ``cuda:0``; ``gpus>1`` needs one process per GPU.
-``python -m dnalm.train.pretrain segment --gpus 4 ...`` re-launches itself under ``torchrun
---standalone --nproc_per_node=4`` (DistributedDataParallel, data sharded by rank, only rank 0
-writes). bf16 autocast is used on CUDA (``precision: auto``), float32 on CPU.
+Devices: ``gpus=0`` trains on CPU, ``gpus=1`` on ``cuda:0``; ``gpus>1`` needs one process per GPU:
+``dnalm pretrain-segment --gpus 4 ...`` (and the workflow's job) starts ``torchrun --standalone
+--nproc_per_node=4`` (:mod:`dnalm.train.launch`; DistributedDataParallel, data sharded by rank,
+only rank 0 writes). bf16 autocast is used on CUDA (``precision: auto``), float32 on CPU.
 
 Multi-node on SLURM (one task per node, torchrun starts the per-GPU processes; ``--gpus`` is the
 number of GPUs *per node*)::
@@ -31,7 +32,7 @@ number of GPUs *per node*)::
     head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
     srun torchrun --nnodes="$SLURM_NNODES" --nproc_per_node=8 \\
         --rdzv_id="$SLURM_JOB_ID" --rdzv_backend=c10d --rdzv_endpoint="$head:29500" \\
-        -m dnalm.train.pretrain segment --config pretrain.yaml --tokenizer TOK \\
+        -m dnalm pretrain-segment --config pretrain.yaml --tokenizer TOK \\
         --train T1 T2 --validation V1 --segment 3 --previous SEG2 --out SEG3 \\
         --threads 64 --gpus 8
 
@@ -41,13 +42,12 @@ with a different world size is refused (the data cursors are per process).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,13 +66,12 @@ from dnalm.models.presets import (
     TokenizerInfo,
     build_model,
     check_tokenizer,
-    get_preset,
     load_tokenizer_info,
     resolve_max_length,
 )
 from dnalm.models.rmt import RMTForMaskedLM, encoder_config
 from dnalm.models.saving import save_model_dir
-from dnalm.runtime import count_parameters
+from dnalm.runtime import count_parameters, seed_everything
 from dnalm.train import distributed
 from dnalm.train.checkpoint import (
     TRAINER_STATE,
@@ -80,7 +79,6 @@ from dnalm.train.checkpoint import (
     load_trainer_state,
     restore_rng,
     save_trainer_state,
-    seed_everything,
 )
 from dnalm.train.collator import IGNORE_INDEX, MlmMasker
 from dnalm.train.components import (
@@ -107,8 +105,6 @@ __all__ = [
     "evaluate_model_dir",
     "existing_segments",
     "finalize",
-    "load_config_file",
-    "main",
     "run_segment",
 ]
 
@@ -140,10 +136,10 @@ def _load_previous(
     """The previous segment's trainer state, checked against this segment's config, and the
     step this segment starts from.
 
-    Normally that is ``segment * segment_steps``. When ``total_steps`` was raised after a run
-    whose last segment was shorter than ``segment_steps`` (e.g. 100 steps in segments of 30:
-    segment 3 ended at step 100), the next segment starts where that one ended (step 100), so
-    finished segments are reused instead of redone.
+    Normally that is ``segment * steps_per_job``. When ``total_steps`` was raised after a run
+    whose last job was shorter than ``steps_per_job`` (e.g. 100 steps in jobs of 30: segment 3
+    ended at step 100), the next job starts where that one ended (step 100), so finished jobs are
+    reused instead of redone.
     """
     if previous is None:
         if segment != 0:
@@ -160,14 +156,14 @@ def _load_previous(
     if state["step"] != start and not (ended_a_shorter_run and state["step"] < start):
         raise ConfigError(
             f"the previous checkpoint ends at step {state['step']} but segment {segment} starts "
-            f"at step {start}; was segment_steps changed?",
+            f"at step {start}; was steps_per_job changed?",
             where=str(previous),
         )
     changed = incompatible_keys(state["config"], config)
     if changed:
         raise ConfigError(
             f"the config differs from the checkpoint's in {', '.join(changed)}; only "
-            "total_steps and logging/validation options may change between segments",
+            "total_steps and logging/validation options may change between jobs",
             where=str(previous),
         )
     if state["world_size"] != env.world_size:
@@ -199,17 +195,17 @@ def _prepare_model(
         raise ConfigError(
             f"the model's vocabulary ({vocab}) is smaller than the tokenizer's ({tok.vocab_size})"
         )
-    rmt = config.rmt_settings
+    rmt = config.rmt
     if rmt is not None and not isinstance(model, RMTForMaskedLM):
         model = RMTForMaskedLM.wrap(
-            model, num_mem_tokens=rmt["num_mem_tokens"], max_n_segments=rmt["segments"],
-            bptt_depth=rmt["bptt_depth"], cls_token_id=tok.cls_id, sep_token_id=tok.sep_id,
+            model, num_mem_tokens=rmt.num_mem_tokens, max_n_segments=rmt.max_n_segments,
+            bptt_depth=rmt.bptt_depth, cls_token_id=tok.cls_id, sep_token_id=tok.sep_id,
             pad_token_id=tok.pad_id,
             attn_implementation=config.attn_implementation
-            or get_preset(config.preset).attn_implementation,
+            or config.preset_spec.attn_implementation,
             seed=derived_seed(config.seed, 7))
         log.info("recurrent memory: %d memory tokens, rows of %d segments x %d tokens (%d "
-                 "content tokens per row)", rmt["num_mem_tokens"], rmt["segments"],
+                 "content tokens per row)", rmt.num_mem_tokens, rmt.max_n_segments,
                  model.config.segment_size, model.config.max_content_tokens)
     return model
 
@@ -371,8 +367,8 @@ def _save_segment(
         "step": info["end_step"],
         "parameters": count_parameters(model),
     }
-    if config.rmt_settings is not None:
-        meta["rmt"] = config.rmt_settings
+    if config.rmt is not None:
+        meta["rmt"] = dataclasses.asdict(config.rmt)
     with atomic_dir(out_dir) as tmp:
         save_model_dir(model, tokenizer_dir, tmp, meta)
         save_trainer_state(tmp / TRAINER_STATE, trainer_state)
@@ -452,7 +448,7 @@ def _setup(
 ) -> _Segment:
     """All start-up checks, then model, optimizer, data and masking, restored if resuming."""
     tok = load_tokenizer_info(tokenizer_dir)
-    spec = get_preset(config.preset)
+    spec = config.preset_spec
     check_tokenizer(spec, tok)
     config = config.replace(max_length=resolve_max_length(spec, config.size, config.max_length))
     start, end = config.segment_range(segment)
@@ -503,12 +499,12 @@ def _train(run: _Segment) -> dict[str, Any]:
     flops_token = flops_per_token(encoder_config(run.model), int(run.config.max_length or 0))
     if run.state is not None:  # last, so nothing above can shift the random streams
         restore_rng(run.state["rng"][run.env.rank], run.env.device)
-    log.info("segment %d: steps %d..%d on %s x%d", run.segment, run.start, run.end,
+    log.info("job %d: steps %d..%d on %s x%d", run.segment, run.start, run.end,
              run.env.device, run.env.world_size)
     progress = _Progress()
     grad_norm: torch.Tensor | float = float("nan")
     # steps on the terminal (tqdm) and in the job log every 10 %; metrics at every log_every
-    bar = Progress(run.end - run.start, desc=f"segment {run.segment} steps",
+    bar = Progress(run.end - run.start, desc=f"job {run.segment} steps",
                    logger=log if run.env.rank == 0 else _QUIET,
                    unit="step")
     with bar:
@@ -612,94 +608,3 @@ def _run_segment(
 
 def _val_fields(result: Mapping[str, float]) -> dict[str, float]:
     return {"val_loss": result["val_loss"], "val_perplexity": result["val_perplexity"]}
-
-
-# -- command line -------------------------------------------------------------------------------
-def _parse_value(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text)
-
-
-def load_config_file(path: str | Path | None, sets: Sequence[str] = ()) -> PretrainConfig:
-    """A PretrainConfig from a YAML/JSON file (optionally under a ``pretrain:`` key) and
-    ``key=value`` overrides."""
-    import yaml
-
-    values: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError("pretraining config must be a mapping", where=str(path))
-        values = dict(loaded.get("pretrain", loaded))
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        values[key.strip()] = _parse_value(value)
-    return PretrainConfig.from_dict(values)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dnalm.train.pretrain", description=__doc__
-                                     .split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    seg = sub.add_parser("segment", help="train one segment")
-    seg.add_argument("--config", help="YAML/JSON with PretrainConfig keys")
-    seg.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    seg.add_argument("--tokenizer", required=True)
-    seg.add_argument("--train", nargs="+", required=True, help="training token-shard dirs")
-    seg.add_argument("--validation", nargs="*", default=[], help="validation token-shard dirs")
-    seg.add_argument("--segment", type=int, required=True)
-    seg.add_argument("--previous", help="previous segment's directory")
-    seg.add_argument("--out", required=True, help="this segment's directory")
-    seg.add_argument("--threads", type=int, default=1)
-    seg.add_argument("--gpus", type=int, default=0)
-    fin = sub.add_parser("finalize", help="publish the final model, metrics and loss curve")
-    fin.add_argument("--model-dir", required=True)
-    fin.add_argument("segments", nargs="+")
-    return parser
-
-
-def _relaunch_under_torchrun(gpus: int, argv: Sequence[str]) -> None:
-    """Replace this process by ``torchrun --standalone`` with one process per GPU."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={gpus}", "-m", "dnalm.train.pretrain", *argv]
-    log.info("starting %d processes: %s", gpus, " ".join(command))
-    os.execv(sys.executable, command)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m dnalm.train.pretrain``; DnalmError becomes one stderr line."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = _build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        if args.command == "finalize":
-            print(json.dumps(finalize(args.model_dir, args.segments), indent=2))
-            return 0
-        config = load_config_file(args.config, args.set)
-        if (args.gpus > 1 and not distributed.launched_by_torchrun()
-                and torch.cuda.is_available() and torch.cuda.device_count() >= args.gpus):
-            _relaunch_under_torchrun(args.gpus, argv)
-        summary = run_segment(
-            config,
-            tokenizer_dir=args.tokenizer,
-            train_dirs=args.train,
-            validation_dirs=args.validation,
-            segment=args.segment,
-            previous_checkpoint=args.previous,
-            out_dir=args.out,
-            threads=args.threads,
-            gpus=args.gpus,
-        )
-    except DnalmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
