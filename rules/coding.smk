@@ -10,7 +10,7 @@ CODING = config.get("coding", {})
 def protein_model_dirs(name):
     spec = CODING["protein_models"][name]
     if spec.get("random_placeholder"):
-        return [f"results/protein_models/{name}"]
+        return [paths.protein_model_dir(name)]
     return list(spec["paths"])
 
 
@@ -39,7 +39,7 @@ def coding_targets():
     targets = []
     for vcf in CODING.get("variants", []):
         spec = SCORING["variants"][vcf]
-        base = f"results/coding/{spec['genome']}/{vcf}"
+        base = paths.coding(spec["genome"], vcf)
         targets.append(f"{base}/consequences.parquet")
         for pmodel in CODING.get("models", []):
             targets.append(f"{base}/{pmodel}.parquet")
@@ -55,13 +55,13 @@ ruleorder: coding_consequences > score_coding
 
 rule coding_placeholder_model:
     output:
-        directory("results/protein_models/{pmodel}"),
+        directory(paths.protein_model_dir()),
     params:
         seed=config["seed"],
     log:
-        "logs/coding/placeholder_model_{pmodel}.log",
+        paths.log("coding", "placeholder_model_{pmodel}"),
     benchmark:
-        "results/benchmarks/coding/placeholder_model_{pmodel}.tsv"
+        paths.benchmark("coding", "placeholder_model_{pmodel}")
     threads: 1
     script:
         "../scripts/coding_build_model.py"
@@ -69,21 +69,19 @@ rule coding_placeholder_model:
 
 rule coding_consequences:
     input:
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        **paths.genome_files(),
         annotation=coding_annotation,
         variants=lambda wc: SCORING["variants"][wc.vcf]["path"],
     output:
-        table="results/coding/{genome}/{vcf}/consequences.parquet",
+        table=paths.coding() + "/consequences.parquet",
     params:
         model_dirs=[],
         coding=CODING,
         match_chr_prefix=config["contigs"]["match_chr_prefix"],
     log:
-        "logs/coding/{genome}_{vcf}_consequences.log",
+        paths.log("coding", "{genome}_{vcf}_consequences"),
     benchmark:
-        "results/benchmarks/coding/{genome}_{vcf}_consequences.tsv"
+        paths.benchmark("coding", "{genome}_{vcf}_consequences")
     threads: 1
     resources:
         mem_mb=mem_for("coding_consequences"),
@@ -94,14 +92,12 @@ rule coding_consequences:
 
 rule score_coding:
     input:
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        **paths.genome_files(),
         annotation=coding_annotation,
         variants=lambda wc: SCORING["variants"][wc.vcf]["path"],
         models=protein_model_inputs,
     output:
-        table="results/coding/{genome}/{vcf}/{pmodel}.parquet",
+        table=paths.coding() + "/{pmodel}.parquet",
     wildcard_constraints:
         pmodel=r"(?!consequences\b)[^/_]+",
     params:
@@ -109,9 +105,9 @@ rule score_coding:
         coding=CODING,
         match_chr_prefix=config["contigs"]["match_chr_prefix"],
     log:
-        "logs/coding/{genome}_{vcf}_{pmodel}_score.log",
+        paths.log("coding", "{genome}_{vcf}_{pmodel}_score"),
     benchmark:
-        "results/benchmarks/coding/{genome}_{vcf}_{pmodel}_score.tsv"
+        paths.benchmark("coding", "{genome}_{vcf}_{pmodel}_score")
     threads: threads_for("score_coding")
     resources:
         mem_mb=mem_for("score_coding"),
@@ -123,16 +119,16 @@ rule score_coding:
 
 rule join_coding_dna:
     input:
-        coding="results/coding/{genome}/{vcf}/{pmodel}.parquet",
-        dna="results/scores/{genome}/{model}/{vcf}.parquet",
+        coding=paths.coding() + "/{pmodel}.parquet",
+        dna=paths.scores() + ".parquet",
     output:
-        table="results/coding/{genome}/{vcf}/{pmodel}_{model}.parquet",
+        table=paths.coding() + "/{pmodel}_{model}.parquet",
     wildcard_constraints:
         pmodel=r"(?!consequences\b)[^/_]+",
     log:
-        "logs/coding/{genome}_{vcf}_{pmodel}_{model}_join.log",
+        paths.log("coding", "{genome}_{vcf}_{pmodel}_{model}_join"),
     benchmark:
-        "results/benchmarks/coding/{genome}_{vcf}_{pmodel}_{model}_join.tsv"
+        paths.benchmark("coding", "{genome}_{vcf}_{pmodel}_{model}_join")
     threads: 1
     script:
         "../scripts/coding_join.py"
@@ -140,18 +136,18 @@ rule join_coding_dna:
 
 rule annotate_coding_vcf:
     input:
-        coding="results/coding/{genome}/{vcf}/{pmodel}.parquet",
-        dna="results/scores/{genome}/{model}/{vcf}.parquet",
+        coding=paths.coding() + "/{pmodel}.parquet",
+        dna=paths.scores() + ".parquet",
         variants=lambda wc: SCORING["variants"][wc.vcf]["path"],
     output:
-        vcf="results/coding/{genome}/{vcf}/{pmodel}_{model}.vcf.gz",
-        tbi="results/coding/{genome}/{vcf}/{pmodel}_{model}.vcf.gz.tbi",
+        vcf=paths.coding() + "/{pmodel}_{model}.vcf.gz",
+        tbi=paths.coding() + "/{pmodel}_{model}.vcf.gz.tbi",
     wildcard_constraints:
         pmodel=r"(?!consequences\b)[^/_]+",
     log:
-        "logs/coding/{genome}_{vcf}_{pmodel}_{model}_annotate.log",
+        paths.log("coding", "{genome}_{vcf}_{pmodel}_{model}_annotate"),
     benchmark:
-        "results/benchmarks/coding/{genome}_{vcf}_{pmodel}_{model}_annotate.tsv"
+        paths.benchmark("coding", "{genome}_{vcf}_{pmodel}_{model}_annotate")
     threads: 1
     script:
         "../scripts/coding_annotate_vcf.py"

@@ -4,6 +4,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from dnalm import paths
 from dnalm.config import describe_config_error
 from dnalm.errors import DnalmError
 from dnalm.sheet import parse_sheet
@@ -63,17 +64,12 @@ def genome_source_input(wildcards):
     """The file prepare_genome reads: the local FASTA itself or the downloaded copy."""
     entry = genome_entry(wildcards)
     if entry.source.is_remote:
-        return f"resources/downloads/{wildcards.genome}/source.fa.gz"
+        return paths.download(wildcards.genome)
     return entry.source.location
 
 
 def genome_outputs(genome):
-    base = f"results/genomes/{genome}"
-    return [
-        f"{base}/genome.fa.gz",
-        f"{base}/genome_stats.parquet",
-        f"{base}/chunks",
-    ]
+    return [paths.genome_fasta(genome), paths.genome_stats(genome), paths.chunks(genome)]
 
 
 def all_outputs():
@@ -107,7 +103,7 @@ def model_dir(name):
     external = config.get("external_models", {}).get(name)
     if external:
         return external["path"]
-    return f"results/models/{name}"
+    return paths.model_dir(name)
 
 
 def model_input(name):
@@ -119,7 +115,7 @@ def model_input(name):
         sys.exit(f"dnalm: error: model {name!r} is neither under pretraining.models nor "
                  "external_models")
     # every file the model directory is read from, so remote storage fetches them all
-    return [f"results/models/{name}/{f}" for f in
+    return [f"{paths.model_dir(name)}/{f}" for f in
             ("model.safetensors", "config.json", "tokenizer.json", "dnalm_tokenizer.json")]
 
 

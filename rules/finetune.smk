@@ -43,8 +43,8 @@ def finetune_targets():
     if not FINETUNE_TASKS:
         return []
     return finetune_plan.run_dirs(FINETUNE_RUNS, FINETUNE_TASKS) + [
-        "results/finetune/summary.parquet",
-        "results/finetune/summary.md",
+        paths.finetune_summary(),
+        paths.finetune_summary("md"),
     ]
 
 
@@ -53,7 +53,7 @@ rule finetune:
         model=finetune_model_input,
         task=finetune_task_input,
     output:
-        directory("results/finetune/{task}/{model}"),
+        directory(paths.finetune_run()),
     wildcard_constraints:
         task=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
         model=r"(?!kmer_baseline$)[A-Za-z0-9][A-Za-z0-9_.\-]*",
@@ -65,9 +65,9 @@ rule finetune:
         genome_fasta=finetune_genome,
         model_dir=lambda wc: model_dir(FINETUNE_RUNS[wc.model]["model"]),
     log:
-        "logs/finetune/{task}/{model}.log",
+        paths.log("finetune", "{task}/{model}"),
     benchmark:
-        "results/benchmarks/finetune/{task}/{model}.tsv"
+        paths.benchmark("finetune", "{task}/{model}")
     threads: threads_for("finetune")
     resources:
         mem_mb=mem_for("finetune"),
@@ -81,7 +81,7 @@ rule finetune_baseline:
     input:
         task=finetune_task_input,
     output:
-        directory("results/finetune/{task}/kmer_baseline"),
+        directory(paths.finetune_run(run="kmer_baseline")),
     wildcard_constraints:
         task=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
     params:
@@ -90,9 +90,9 @@ rule finetune_baseline:
         seed=config["seed"],
         genome_fasta=finetune_genome,
     log:
-        "logs/finetune/{task}/kmer_baseline.log",
+        paths.log("finetune", "{task}/kmer_baseline"),
     benchmark:
-        "results/benchmarks/finetune/{task}/kmer_baseline.tsv"
+        paths.benchmark("finetune", "{task}/kmer_baseline")
     threads: 1
     resources:
         mem_mb=mem_for("finetune_baseline"),
@@ -105,12 +105,12 @@ rule finetune_summary:
     input:
         lambda wc: finetune_plan.run_dirs(FINETUNE_RUNS, FINETUNE_TASKS),
     output:
-        parquet="results/finetune/summary.parquet",
-        markdown="results/finetune/summary.md",
+        parquet=paths.finetune_summary(),
+        markdown=paths.finetune_summary("md"),
     log:
-        "logs/finetune/summary.log",
+        paths.log("finetune", "summary"),
     benchmark:
-        "results/benchmarks/finetune/summary.tsv"
+        paths.benchmark("finetune", "summary")
     threads: 1
     resources:
         mem_mb=mem_for("finetune_summary"),

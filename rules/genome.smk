@@ -3,16 +3,16 @@
 
 rule download_genome:
     output:
-        "resources/downloads/{genome}/source.fa.gz",
+        paths.download(),
     params:
         source=lambda wc: genome_entry(wc).source.original,
         sha256=lambda wc: genome_entry(wc).sha256 or "",
         md5=lambda wc: genome_entry(wc).md5 or "",
         download=config["download"],
     log:
-        "logs/genome/download_{genome}.log",
+        paths.log("genome", "download_{genome}"),
     benchmark:
-        "results/benchmarks/genome/download_{genome}.tsv"
+        paths.benchmark("genome", "download_{genome}")
     threads: 1
     resources:
         mem_mb=mem_for("download_genome"),
@@ -25,10 +25,8 @@ rule prepare_genome:
     input:
         source=genome_source_input,
     output:
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
-        stats="results/genomes/{genome}/genome_stats.parquet",
+        **paths.genome_files(),
+        stats=paths.genome_stats(),
     params:
         local=lambda wc: not genome_entry(wc).source.is_remote,
         sha256=lambda wc: genome_entry(wc).sha256 or "",
@@ -36,9 +34,9 @@ rule prepare_genome:
         include=lambda wc: list(genome_entry(wc).include),
         exclude=lambda wc: list(genome_entry(wc).exclude),
     log:
-        "logs/genome/prepare_{genome}.log",
+        paths.log("genome", "prepare_{genome}"),
     benchmark:
-        "results/benchmarks/genome/prepare_{genome}.tsv"
+        paths.benchmark("genome", "prepare_{genome}")
     threads: 1
     resources:
         mem_mb=mem_for("prepare_genome"),
@@ -49,19 +47,17 @@ rule prepare_genome:
 
 rule chunk_genome:
     input:
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        **paths.genome_files(),
     output:
-        directory("results/genomes/{genome}/chunks"),
+        directory(paths.chunks()),
     params:
         chunking=config["chunking"],
         split=config["split"],
         seed=config["seed"],
     log:
-        "logs/genome/chunk_{genome}.log",
+        paths.log("genome", "chunk_{genome}"),
     benchmark:
-        "results/benchmarks/genome/chunk_{genome}.tsv"
+        paths.benchmark("genome", "chunk_{genome}")
     threads: threads_for("chunk_genome")
     resources:
         mem_mb=mem_for("chunk_genome"),

@@ -36,19 +36,19 @@ for _name, _spec in PRETRAIN["models"].items():
 
 
 def pretrain_targets():
-    return [f"results/models/{name}/model.safetensors" for name in PRETRAIN["models"]]
+    return [paths.model_dir(name) + "/model.safetensors" for name in PRETRAIN["models"]]
 
 
 def pretrain_inputs(wildcards):
     name, segment = wildcards.model, int(wildcards.segment)
     tok = pretrain_model(name)["tokenizer"]
     inputs = {
-        "tokenizer": f"results/tokenizers/{tok}/dnalm_tokenizer.json",
-        "tokenizer_hf": f"results/tokenizers/{tok}/tokenizer.json",
-        "tokens": [f"results/genomes/{g}/tokens/{tok}" for g in pretrain_genomes(name)],
+        "tokenizer": paths.tokenizer_dir(tok) + "/dnalm_tokenizer.json",
+        "tokenizer_hf": paths.tokenizer_dir(tok) + "/tokenizer.json",
+        "tokens": [paths.tokens(g, tok) for g in pretrain_genomes(name)],
     }
     if segment > 0:
-        inputs["previous"] = f"results/models/{name}/segments/{segment - 1}"
+        inputs["previous"] = paths.segment_dir(name, segment - 1)
     return inputs
 
 
@@ -56,15 +56,15 @@ rule pretrain_segment:
     input:
         unpack(pretrain_inputs),
     output:
-        directory("results/models/{model}/segments/{segment}"),
+        directory(paths.segment_dir()),
     params:
         # what Snakemake compares to rerun a finished job: every setting but total_steps, which
         # the script reads through pretrain_settings (raising it appends jobs, reruns none)
         settings=lambda wc: pretrain_settings(config, wc.model).rule_params(),
     log:
-        "logs/pretrain/{model}_segment{segment}.log",
+        paths.log("pretrain", "{model}_segment{segment}"),
     benchmark:
-        "results/benchmarks/pretrain/{model}_segment{segment}.tsv"
+        paths.benchmark("pretrain", "{model}_segment{segment}")
     threads: threads_for("pretrain_segment")
     resources:
         mem_mb=mem_for("pretrain_segment"),
@@ -76,20 +76,19 @@ rule pretrain_segment:
 
 rule finalize_model:
     input:
-        segments=lambda wc: expand("results/models/{{model}}/segments/{segment}",
-                                   segment=range(n_segments(wc.model))),
+        segments=lambda wc: [paths.segment_dir(wc.model, n) for n in range(n_segments(wc.model))],
     output:
-        weights="results/models/{model}/model.safetensors",
-        config="results/models/{model}/config.json",
-        tokenizer="results/models/{model}/tokenizer.json",
-        tokenizer_meta="results/models/{model}/dnalm_tokenizer.json",
-        metrics="results/models/{model}/metrics.parquet",
-        curve=report("results/models/{model}/loss_curve.png", category="Pretraining",
+        weights=paths.model_dir() + "/model.safetensors",
+        config=paths.model_dir() + "/config.json",
+        tokenizer=paths.model_dir() + "/tokenizer.json",
+        tokenizer_meta=paths.model_dir() + "/dnalm_tokenizer.json",
+        metrics=paths.model_dir() + "/metrics.parquet",
+        curve=report(paths.model_dir() + "/loss_curve.png", category="Pretraining",
                      caption="../report/pretraining.rst", labels={"model": "{model}"}),
     log:
-        "logs/pretrain/{model}_finalize.log",
+        paths.log("pretrain", "{model}_finalize"),
     benchmark:
-        "results/benchmarks/pretrain/{model}_finalize.tsv"
+        paths.benchmark("pretrain", "{model}_finalize")
     threads: 1
     resources:
         mem_mb=mem_for("finalize_model"),

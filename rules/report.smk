@@ -3,14 +3,14 @@
 
 rule genome_report:
     input:
-        "results/genomes/{genome}/genome_stats.parquet",
+        paths.genome_stats(),
     output:
-        report("results/genomes/{genome}/genome_stats.html", category="Genomes",
+        report(paths.genome_stats(ext="html"), category="Genomes",
                labels={"genome": "{genome}"}),
     log:
-        "logs/report/genome_{genome}.log",
+        paths.log("report", "genome_{genome}"),
     benchmark:
-        "results/benchmarks/report/genome_{genome}.tsv"
+        paths.benchmark("report", "genome_{genome}")
     threads: 1
     script:
         "../scripts/report_genome.py"
@@ -18,18 +18,18 @@ rule genome_report:
 
 rule score_report:
     input:
-        "results/scores/{genome}/{model}/{vcf}_summary",
+        paths.scores() + "_summary",
     output:
-        top=report("results/scores/{genome}/{model}/{vcf}_report/top_variants.html",
+        top=report(paths.scores() + "_report/top_variants.html",
                    category="Variant scores", labels={"model": "{model}", "variants": "{vcf}",
                                                       "table": "top variants"}),
-        plot=report("results/scores/{genome}/{model}/{vcf}_report/distribution.png",
+        plot=report(paths.scores() + "_report/distribution.png",
                     category="Variant scores", labels={"model": "{model}", "variants": "{vcf}",
                                                        "table": "distribution"}),
     log:
-        "logs/report/score_{genome}_{model}_{vcf}.log",
+        paths.log("report", "score_{genome}_{model}_{vcf}"),
     benchmark:
-        "results/benchmarks/report/score_{genome}_{model}_{vcf}.tsv"
+        paths.benchmark("report", "score_{genome}_{model}_{vcf}")
     threads: 1
     script:
         "../scripts/report_scores.py"
@@ -37,24 +37,24 @@ rule score_report:
 
 rule finetune_report:
     input:
-        "results/finetune/summary.md",
+        paths.finetune_summary("md"),
     output:
-        report("results/finetune/summary.html", category="Fine-tuning",
+        report(paths.finetune_summary("html"), category="Fine-tuning",
                labels={"table": "tasks x models"}),
     log:
-        "logs/report/finetune.log",
+        paths.log("report", "finetune"),
     benchmark:
-        "results/benchmarks/report/finetune.tsv"
+        paths.benchmark("report", "finetune")
     threads: 1
     script:
         "../scripts/report_finetune.py"
 
 
 def report_targets():
-    targets = [f"results/genomes/{g}/genome_stats.html" for g in GENOMES]
+    targets = [paths.genome_stats(g, "html") for g in GENOMES]
     for model in SCORING.get("models", []):
         for name, spec in SCORING.get("variants", {}).items():
-            targets.append(f"results/scores/{spec['genome']}/{model}/{name}_report/top_variants.html")
+            targets.append(paths.scores(spec["genome"], model, name) + "_report/top_variants.html")
     if FINETUNE_TASKS:
-        targets.append("results/finetune/summary.html")
+        targets.append(paths.finetune_summary("html"))
     return targets

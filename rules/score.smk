@@ -24,12 +24,12 @@ def score_targets():
     targets = []
     for model in SCORING.get("models", []):
         for name, spec in SCORING.get("variants", {}).items():
-            base = f"results/scores/{spec['genome']}/{model}/{name}"
+            base = paths.scores(spec["genome"], model, name)
             targets += [f"{base}.parquet", f"{base}_summary"]
             if is_vcf(spec["path"]):
                 targets.append(f"{base}.vcf.gz")
         for name, spec in SCORING.get("saturation", {}).items():
-            base = f"results/scores/{spec['genome']}/{model}/saturation_{name}"
+            base = paths.saturation(spec["genome"], model, name)
             targets += [f"{base}.parquet", f"{base}.bw"]
     return targets
 
@@ -37,12 +37,10 @@ def score_targets():
 rule score_variants_region:
     input:
         model=lambda wc: model_input(wc.model),
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        **paths.genome_files(),
         variants=lambda wc: variant_set(wc)["path"],
     output:
-        "results/scores/{genome}/{model}/{vcf}/regions/{region}.parquet",
+        paths.scores() + "/regions/{region}.parquet",
     params:
         scoring={k: v for k, v in SCORING.items() if k not in SCORE_WORKFLOW_KEYS},
         regions=SCORING["regions"],
@@ -50,9 +48,9 @@ rule score_variants_region:
         match_chr_prefix=config["contigs"]["match_chr_prefix"],
         trust_remote_code=lambda wc: trusts_remote_code(wc.model),
     log:
-        "logs/score/{genome}_{model}_{vcf}_{region}.log",
+        paths.log("score", "{genome}_{model}_{vcf}_{region}"),
     benchmark:
-        "results/benchmarks/score/{genome}_{model}_{vcf}_{region}.tsv"
+        paths.benchmark("score", "{genome}_{model}_{vcf}_{region}")
     threads: threads_for("score_variants_region")
     resources:
         mem_mb=mem_for("score_variants_region"),
@@ -64,16 +62,14 @@ rule score_variants_region:
 
 rule gather_scores:
     input:
-        regions=lambda wc: expand(
-            "results/scores/{{genome}}/{{model}}/{{vcf}}/regions/{region}.parquet",
-            region=range(SCORING["regions"]),
-        ),
+        regions=lambda wc: [f"{paths.scores(wc.genome, wc.model, wc.vcf)}/regions/{r}.parquet"
+                            for r in range(SCORING["regions"])],
     output:
-        table="results/scores/{genome}/{model}/{vcf}.parquet",
+        table=paths.scores() + ".parquet",
     log:
-        "logs/score/{genome}_{model}_{vcf}_gather.log",
+        paths.log("score", "{genome}_{model}_{vcf}_gather"),
     benchmark:
-        "results/benchmarks/score/{genome}_{model}_{vcf}_gather.tsv"
+        paths.benchmark("score", "{genome}_{model}_{vcf}_gather")
     threads: 1
     resources:
         mem_mb=mem_for("gather_scores"),
@@ -84,15 +80,15 @@ rule gather_scores:
 
 rule annotate_vcf:
     input:
-        table="results/scores/{genome}/{model}/{vcf}.parquet",
+        table=paths.scores() + ".parquet",
         variants=lambda wc: variant_set(wc)["path"],
     output:
-        vcf="results/scores/{genome}/{model}/{vcf}.vcf.gz",
-        tbi="results/scores/{genome}/{model}/{vcf}.vcf.gz.tbi",
+        vcf=paths.scores() + ".vcf.gz",
+        tbi=paths.scores() + ".vcf.gz.tbi",
     log:
-        "logs/score/{genome}_{model}_{vcf}_annotate.log",
+        paths.log("score", "{genome}_{model}_{vcf}_annotate"),
     benchmark:
-        "results/benchmarks/score/{genome}_{model}_{vcf}_annotate.tsv"
+        paths.benchmark("score", "{genome}_{model}_{vcf}_annotate")
     threads: 1
     resources:
         mem_mb=mem_for("annotate_vcf"),
@@ -103,15 +99,15 @@ rule annotate_vcf:
 
 rule summarize_scores:
     input:
-        table="results/scores/{genome}/{model}/{vcf}.parquet",
+        table=paths.scores() + ".parquet",
     output:
-        directory("results/scores/{genome}/{model}/{vcf}_summary"),
+        directory(paths.scores() + "_summary"),
     params:
         genes=lambda wc: variant_set(wc).get("genes_bed"),
     log:
-        "logs/score/{genome}_{model}_{vcf}_summary.log",
+        paths.log("score", "{genome}_{model}_{vcf}_summary"),
     benchmark:
-        "results/benchmarks/score/{genome}_{model}_{vcf}_summary.tsv"
+        paths.benchmark("score", "{genome}_{model}_{vcf}_summary")
     threads: 1
     resources:
         mem_mb=mem_for("summarize_scores"),
@@ -123,13 +119,11 @@ rule summarize_scores:
 rule saturation_mutagenesis:
     input:
         model=lambda wc: model_input(wc.model),
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        **paths.genome_files(),
         bed=lambda wc: SCORING["saturation"][wc.name]["bed"],
     output:
-        table="results/scores/{genome}/{model}/saturation_{name}.parquet",
-        bigwig="results/scores/{genome}/{model}/saturation_{name}.bw",
+        table=paths.saturation() + ".parquet",
+        bigwig=paths.saturation() + ".bw",
     params:
         scoring=lambda wc: {
             **{k: v for k, v in SCORING.items() if k not in SCORE_WORKFLOW_KEYS},
@@ -139,9 +133,9 @@ rule saturation_mutagenesis:
         trust_remote_code=lambda wc: trusts_remote_code(wc.model),
         model_dir=lambda wc: model_dir(wc.model),
     log:
-        "logs/score/{genome}_{model}_saturation_{name}.log",
+        paths.log("score", "{genome}_{model}_saturation_{name}"),
     benchmark:
-        "results/benchmarks/score/{genome}_{model}_saturation_{name}.tsv"
+        paths.benchmark("score", "{genome}_{model}_saturation_{name}")
     threads: threads_for("saturation_mutagenesis")
     resources:
         mem_mb=mem_for("saturation_mutagenesis"),

@@ -23,26 +23,26 @@ for _name in TOKENIZERS:
 def tokenizer_targets():
     targets = []
     for name in TOKENIZERS:
-        targets += [f"results/tokenizers/{name}/tokenizer.json",
-                    f"results/tokenizers/{name}/stats.parquet"]
-        targets += [f"results/genomes/{g}/tokens/{name}" for g in GENOMES]
+        targets += [paths.tokenizer_dir(name) + "/tokenizer.json",
+                    paths.tokenizer_dir(name) + "/stats.parquet"]
+        targets += [paths.tokens(g, name) for g in GENOMES]
     return targets
 
 
 rule build_tokenizer:
     input:
-        chunks=lambda wc: expand("results/genomes/{genome}/chunks",
+        chunks=lambda wc: expand(paths.chunks(),
                                  genome=tokenizer_genomes(wc.tokenizer)),
     output:
-        hf="results/tokenizers/{tokenizer}/tokenizer.json",
-        meta="results/tokenizers/{tokenizer}/dnalm_tokenizer.json",
+        hf=paths.tokenizer_dir() + "/tokenizer.json",
+        meta=paths.tokenizer_dir() + "/dnalm_tokenizer.json",
     params:
         spec=lambda wc: tokenizer_spec(wc.tokenizer),
         seed=config["seed"],
     log:
-        "logs/tokenizer/build_{tokenizer}.log",
+        paths.log("tokenizer", "build_{tokenizer}"),
     benchmark:
-        "results/benchmarks/tokenizer/build_{tokenizer}.tsv"
+        paths.benchmark("tokenizer", "build_{tokenizer}")
     threads: threads_for("build_tokenizer")
     resources:
         mem_mb=mem_for("build_tokenizer"),
@@ -53,18 +53,18 @@ rule build_tokenizer:
 
 rule tokenizer_stats:
     input:
-        meta="results/tokenizers/{tokenizer}/dnalm_tokenizer.json",
-        hf="results/tokenizers/{tokenizer}/tokenizer.json",
-        chunks=lambda wc: expand("results/genomes/{genome}/chunks",
+        meta=paths.tokenizer_dir() + "/dnalm_tokenizer.json",
+        hf=paths.tokenizer_dir() + "/tokenizer.json",
+        chunks=lambda wc: expand(paths.chunks(),
                                  genome=tokenizer_genomes(wc.tokenizer)),
     output:
-        table="results/tokenizers/{tokenizer}/stats.parquet",
-        plot=report("results/tokenizers/{tokenizer}/stats.png", category="Tokenizers",
+        table=paths.tokenizer_dir() + "/stats.parquet",
+        plot=report(paths.tokenizer_dir() + "/stats.png", category="Tokenizers",
                     caption="../report/tokenizer.rst", labels={"tokenizer": "{tokenizer}"}),
     log:
-        "logs/tokenizer/stats_{tokenizer}.log",
+        paths.log("tokenizer", "stats_{tokenizer}"),
     benchmark:
-        "results/benchmarks/tokenizer/stats_{tokenizer}.tsv"
+        paths.benchmark("tokenizer", "stats_{tokenizer}")
     threads: 1
     resources:
         mem_mb=mem_for("tokenizer_stats"),
@@ -75,15 +75,15 @@ rule tokenizer_stats:
 
 rule tokenize_genome:
     input:
-        meta="results/tokenizers/{tokenizer}/dnalm_tokenizer.json",
-        hf="results/tokenizers/{tokenizer}/tokenizer.json",
-        chunks="results/genomes/{genome}/chunks",
+        meta=paths.tokenizer_dir() + "/dnalm_tokenizer.json",
+        hf=paths.tokenizer_dir() + "/tokenizer.json",
+        chunks=paths.chunks(),
     output:
-        directory("results/genomes/{genome}/tokens/{tokenizer}"),
+        directory(paths.tokens()),
     log:
-        "logs/tokenizer/tokenize_{genome}_{tokenizer}.log",
+        paths.log("tokenizer", "tokenize_{genome}_{tokenizer}"),
     benchmark:
-        "results/benchmarks/tokenizer/tokenize_{genome}_{tokenizer}.tsv"
+        paths.benchmark("tokenizer", "tokenize_{genome}_{tokenizer}")
     threads: threads_for("tokenize_genome")
     resources:
         mem_mb=mem_for("tokenize_genome"),

@@ -17,25 +17,23 @@ for _name, _spec in TRACKS.items():
 def track_targets():
     targets = []
     for name, spec in TRACKS.items():
-        base = f"results/tracks/{spec['genome']}/{name}"
+        base = paths.track(spec["genome"], name)
         targets += [f"{base}.parquet", f"{base}.bedgraph", f"{base}.bw", f"{base}.png"]
     return targets
 
 
 rule track_region:
     input:
-        run=lambda wc: f"results/finetune/{TRACKS[wc.track]['task']}/{TRACKS[wc.track]['run']}",
-        fasta="results/genomes/{genome}/genome.fa.gz",
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        run=lambda wc: paths.finetune_run(TRACKS[wc.track]["task"], TRACKS[wc.track]["run"]),
+        **paths.genome_files(),
     output:
-        "results/tracks/{genome}/{track}/regions/{region}.parquet",
+        paths.track() + "/regions/{region}.parquet",
     params:
         spec=lambda wc: TRACKS[wc.track],
     log:
-        "logs/tracks/{genome}_{track}_{region}.log",
+        paths.log("tracks", "{genome}_{track}_{region}"),
     benchmark:
-        "results/benchmarks/tracks/{genome}_{track}_{region}.tsv"
+        paths.benchmark("tracks", "{genome}_{track}_{region}")
     threads: threads_for("track_region")
     resources:
         mem_mb=mem_for("track_region"),
@@ -47,23 +45,21 @@ rule track_region:
 
 rule gather_track:
     input:
-        parts=lambda wc: expand("results/tracks/{{genome}}/{{track}}/regions/{region}.parquet",
-                                region=range(track_settings(TRACKS[wc.track],
-                                                            name=wc.track).regions)),
-        fai="results/genomes/{genome}/genome.fa.gz.fai",
-        gzi="results/genomes/{genome}/genome.fa.gz.gzi",
+        parts=lambda wc: [f"{paths.track(wc.genome, wc.track)}/regions/{r}.parquet"
+                          for r in range(track_settings(TRACKS[wc.track], name=wc.track).regions)],
+        **paths.genome_index_files(),
     output:
-        table="results/tracks/{genome}/{track}.parquet",
-        bedgraph="results/tracks/{genome}/{track}.bedgraph",
-        bigwig="results/tracks/{genome}/{track}.bw",
-        picture=report("results/tracks/{genome}/{track}.png", category="Tracks",
+        table=paths.track() + ".parquet",
+        bedgraph=paths.track() + ".bedgraph",
+        bigwig=paths.track() + ".bw",
+        picture=report(paths.track() + ".png", category="Tracks",
                        labels={"track": "{track}", "genome": "{genome}"}),
     params:
         stride=lambda wc: track_settings(TRACKS[wc.track], name=wc.track).stride_bp,
     log:
-        "logs/tracks/{genome}_{track}_gather.log",
+        paths.log("tracks", "{genome}_{track}_gather"),
     benchmark:
-        "results/benchmarks/tracks/{genome}_{track}_gather.tsv"
+        paths.benchmark("tracks", "{genome}_{track}_gather")
     threads: 1
     resources:
         mem_mb=mem_for("gather_track"),

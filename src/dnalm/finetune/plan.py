@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from dnalm import paths
 from dnalm.errors import ConfigError
 from dnalm.finetune.baseline import BASELINE_NAME
 from dnalm.finetune.settings import METHODS
@@ -101,7 +102,7 @@ def task_genome_fasta(spec: Mapping[str, Any]) -> str | None:
     genome = str(spec["genome"])
     if is_genome_path(genome):
         return genome
-    return f"results/genomes/{genome}/genome.fa.gz"
+    return paths.genome_fasta(genome)
 
 
 def task_input_files(spec: Mapping[str, Any]) -> list[str]:
@@ -121,8 +122,7 @@ def task_input_files(spec: Mapping[str, Any]) -> list[str]:
     return files
 
 
-def run_dirs(runs: Mapping[str, Any], tasks: Mapping[str, Any],
-             root: str = "results/finetune") -> list[str]:
+def run_dirs(runs: Mapping[str, Any], tasks: Mapping[str, Any]) -> list[str]:
     """Run directories of every task × (run + k-mer baseline)."""
     names = [*runs, BASELINE_NAME]
-    return [f"{root}/{task}/{model}" for task in tasks for model in names]
+    return [paths.finetune_run(task, model) for task in tasks for model in names]
