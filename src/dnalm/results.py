@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dnalm.paths import STAGES
 
+
 def main(root: str = ".") -> int:
     base = Path(root)
     print("dnalm results:")
