@@ -25,6 +25,8 @@ include: "rules/report.smk"
 include: "rules/score.smk"
 include: "rules/tracks.smk"
 include: "rules/coding.smk"
+include: "rules/embed.smk"
+include: "rules/predict.smk"
 
 
 rule all:

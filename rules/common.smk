@@ -83,6 +83,8 @@ def all_outputs():
     outputs += track_targets()
     outputs += report_targets()
     outputs += coding_targets()
+    outputs += embed_targets()
+    outputs += predict_targets()
     return outputs
 
 

@@ -92,7 +92,8 @@ def http_server(tmp_path: Path) -> Iterator[FileServer]:
 #: starting the long ones first keeps one of them from being left alone at the end.
 SLOW_FILES = ("test_slurm.py", "test_workflow_demo.py", "test_incremental.py",
               "test_workflow_long_context.py", "test_workflow_score.py", "test_readme.py",
-              "test_s3.py", "test_workflow_genome.py", "test_profiles.py")
+              "test_s3.py", "test_workflow_genome.py", "test_profiles.py",
+              "test_workflow_usage.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

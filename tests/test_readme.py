@@ -58,6 +58,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
                  f"{DEMO}::test_demo_variants_scored_with_the_pretrained_model",
                  f"{DEMO}::test_lora_and_full_finetuning_beside_the_kmer_baseline",
                  f"{DEMO}::test_finetuned_track_over_the_genome",
+                 f"{DEMO}::test_embeddings_and_predictions_of_the_promoters",
                  "tests/test_workflow_genome.py::test_demo_outputs"),
     "CORES=8 make run": (f"{HERE}::test_make_targets_run_what_the_tests_run",),
     "make test": (f"{HERE}::test_make_targets_run_what_the_tests_run",),
@@ -70,6 +71,7 @@ COVERAGE: dict[str, tuple[str, ...]] = {
               "tests/test_cli.py::test_every_subcommand_has_help_with_an_example"),
     # reading the outputs
     "python -m dnalm.results": (f"{HERE}::test_dnalm_commands_run_as_written",),
+    "python -c": (f"{HERE}::test_dnalm_commands_run_as_written",),
     "snakemake --report": (f"{DEMO}::test_report_renders_in_headless_chromium",),
     # a custom genome
     "printf": (f"{HERE}::test_custom_genome_walkthrough",),
@@ -100,7 +102,8 @@ COVERAGE: dict[str, tuple[str, ...]] = {
 
 #: What a `dnalm` subcommand logs while it runs (progress on the terminal, every 10 %).
 PROGRESS = {"download": "downloading sacCer3.fa.gz: ", "chunk": "chunking sacCer3: ",
-            "tokenize": "tokenizing chunks", "score-variants": "forward passes: "}
+            "tokenize": "tokenizing chunks", "score-variants": "forward passes: ",
+            "embed": "embedding batches: ", "predict": "prediction batches: "}
 
 
 @dataclass(frozen=True)
@@ -304,7 +307,7 @@ def test_dnalm_commands_run_as_written(workspace: tuple[Path, dict[str, str]]) -
             assert lines and "%" in lines[-1], (command.text, proc.stderr[-2000:])
         ran.add(subcommand)
     assert {"download", "prepare-genome", "chunk", "build-tokenizer", "tokenize", "finetune",
-            "score-variants", "saturate", "score-coding", "doctor"} <= ran
+            "score-variants", "saturate", "score-coding", "embed", "predict", "doctor"} <= ran
     scores = pd.read_parquet(work / "scores.parquet")
     assert len(scores) == 16 and scores["score"].notna().all()
     assert (work / "out/cohn_demo/metrics.json").is_file()

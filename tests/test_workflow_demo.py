@@ -154,11 +154,41 @@ def test_finetuned_track_over_the_genome(demo: Path) -> None:
                                                                                   rel=1e-5)
 
 
+def test_embeddings_and_predictions_of_the_promoters(demo: Path) -> None:
+    """The demo's 9 BED regions (5 on the - strand, one 3 kb long) embedded by the model and by
+    its LoRA run, and predicted by that run, in the BED's order with its names."""
+    import numpy as np
+
+    from dnalm.embed import embedding_matrix
+
+    names = [line.split("\t")[3] for line in
+             (REPO / "data/demo_chr20_hnf4a/promoters.bed").read_text().splitlines()]
+    base = demo / "results/embeddings/promoters"
+    vectors = {}
+    for name, path in (("model", base / "demo.parquet"),
+                       ("run", base / "finetune/human_enhancers_cohn/demo.parquet")):
+        frame = pd.read_parquet(path)
+        assert frame["id"].tolist() == names and frame["strand"].tolist().count("-") == 5
+        assert frame.set_index("id").loc["HNF4A_upstream_3kb", "n_windows"] > 1
+        vectors[name] = embedding_matrix(path)
+        assert vectors[name].shape == (9, 64) and np.isfinite(vectors[name]).all()
+        assert Path(str(path).replace(".parquet", "_report.html")).is_file()
+        assert Path(str(path).replace(".parquet", "_pca.png")).stat().st_size > 1000
+    assert np.abs(vectors["model"] - vectors["run"]).max() > 1e-4  # the adapter changes them
+    pred = pd.read_parquet(demo / "results/predictions/promoters/human_enhancers_cohn/demo.parquet")
+    assert pred["id"].tolist() == names
+    assert np.allclose(pred["prob_0"] + pred["prob_1"], 1.0)
+    assert set(pred["prediction_name"]) <= {"negative", "positive"}
+    assert pred.set_index("id").loc["HNF4A_upstream_3kb", "n_windows"] > 1
+    assert not pred["truncated"].any()
+    assert (demo / "results/predictions/promoters/human_enhancers_cohn/demo.html").is_file()
+
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--virtual-time-budget=8000"]
 REPORT_SECTIONS = ["Genomes", "Tokenizers", "Pretraining", "Fine-tuning", "Variant scores",
-                   "Tracks"]
+                   "Tracks", "Embeddings", "Predictions"]
 
 
 def test_report_renders_in_headless_chromium(demo: Path, tmp_path: Path) -> None:

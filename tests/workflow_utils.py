@@ -43,6 +43,7 @@ def make_workdir(
         else:
             config[key] = value
     _drop_unknown_genomes(config, set(genomes))
+    _keep_defined_sequence_sets(config, set(genomes))
     with open(workdir / "config.yaml", "w") as handle:
         yaml.safe_dump(config, handle)
     return workdir
@@ -60,6 +61,32 @@ def _drop_unknown_genomes(config: dict, genomes: set[str]) -> None:
                              if g in genomes}
     config["tracks"] = {k: v for k, v in config.get("tracks", {}).items()
                         if v["genome"] in genomes}
+
+
+def _keep_defined_sequence_sets(config: dict, genomes: set[str]) -> None:
+    """Keep the demo's embedding/prediction sets on this sheet's genomes, and only the models
+    and fine-tuned runs this config defines; demo data paths are made absolute."""
+    from dnalm.finetune.plan import finetune_runs
+
+    models = set(config.get("pretraining", {}).get("models", {})) | set(
+        config.get("external_models", {}))
+    finetune = config.get("finetune", {})
+    tasks, runs = set(finetune.get("tasks", {})), set(finetune_runs(finetune))
+    for key in ("embeddings", "predictions"):
+        section = config.get(key) or {}
+        inputs = {}
+        for name, spec in section.get("inputs", {}).items():
+            if spec.get("bed") and spec.get("genome") not in genomes:
+                continue
+            inputs[name] = {k: str(REPO / v) if k in ("fasta", "table", "bed")
+                            and not Path(v).is_absolute() and (REPO / v).exists() else v
+                            for k, v in spec.items()}
+        section["inputs"] = inputs
+        section["runs"] = [r for r in section.get("runs", [])
+                           if r.partition("/")[0] in tasks and r.partition("/")[2] in runs]
+        if "models" in section:
+            section["models"] = [m for m in section["models"] if m in models]
+        config[key] = section
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

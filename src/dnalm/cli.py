@@ -24,8 +24,10 @@ from dnalm.errors import DnalmError
 from dnalm.finetune.settings import (
     DEFAULT_LEARNING_RATE,
     METHODS,
+    PREDICT_LONG_POLICIES,
     FinetuneSettings,
     LoraSettings,
+    PredictSettings,
 )
 from dnalm.score.settings import MODES as SCORE_MODES
 from dnalm.score.settings import ScoreConfig
@@ -552,6 +554,118 @@ def _run_saturate(args: argparse.Namespace) -> None:
     print(f"{args.out}: {int(table['score'].notna().sum())} substitutions scored; {args.bigwig}")
 
 
+# --- using a model: embeddings, predictions -----------------------------------------------
+
+
+def _add_sequence_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", type=Path, help="FASTA (plain/gzip), table with a sequence column "
+                   "(.csv/.tsv/.parquet) or BED intervals (with --genome)")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet table")
+    p.add_argument("--genome", type=Path, help="genome of BED input (bgzipped + .fai, or plain)")
+    p.add_argument("--format", choices=["fasta", "table", "bed"],
+                   help="input format (default: from the file name)")
+    p.add_argument("--sequence-column", default="sequence", help="table input: sequence column")
+    p.add_argument("--id-column", default="id", help="table input: id column")
+    p.add_argument("--no-chr-match", action="store_true",
+                   help="BED input: do not match chr20 to 20 (and chrM to MT)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is visible")
+
+
+def _input_options(args: argparse.Namespace) -> dict:
+    return {"fmt": args.format, "genome": args.genome, "sequence_column": args.sequence_column,
+            "id_column": args.id_column, "match_chr_prefix": not args.no_chr_match,
+            "gpus": 0 if args.cpu else None}
+
+
+def _add_embed(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "embed",
+        "Embed sequences (FASTA, a sequence table, or strand-aware BED intervals on a genome) "
+        "with a model directory or a fine-tuned run (LoRA applied): mean over content tokens, "
+        "the [CLS] vector, or one row per token; any hidden layer; long inputs in windows. "
+        "Writes Parquet with a fixed-size float32 'embedding' column "
+        "(dnalm.embed.embedding_matrix(path) reads it as one NumPy array).",
+        [
+            "dnalm embed results/models/demo data/demo_chr20_hnf4a/promoters.bed "
+            "--genome results/genomes/demo/genome.fa.gz --out promoters_emb.parquet",
+            "dnalm embed tests/data/published/dnabert2 seqs.fa --out emb.parquet --pooling cls "
+            "--layer -2",
+            "dnalm embed results/finetune/human_enhancers_cohn/demo seqs.csv --out emb.parquet "
+            "--pooling tokens",
+        ],
+    )
+    p.add_argument("model", type=Path, help="model directory (pipeline or published "
+                   "checkpoint) or fine-tuned run directory")
+    _add_sequence_input(p)
+    from dnalm.embed import LONG_POLICIES, POOLINGS, EmbedSettings
+
+    embed = functools.partial(field_default, EmbedSettings)
+    p.add_argument("--pooling", choices=POOLINGS, default=embed("pooling"))
+    p.add_argument("--layer", type=int, default=embed("layer"),
+                   help="hidden state: 0 embeddings, i block i; negative from the end (-1 last)")
+    p.add_argument("--long", choices=LONG_POLICIES, default=embed("long"),
+                   help="inputs longer than the model's: token-weighted mean over windows, or "
+                   "one row per window")
+    p.add_argument("--window-tokens", type=int,
+                   help="content tokens per window (default: the model's input length)")
+    p.add_argument("--batch-size", type=int, default=embed("batch_size"))
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the checkpoint's own code, for a directory dnalm does not recognise")
+    p.set_defaults(handler=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> None:
+    from dnalm.embed import EmbedSettings, embed_file
+
+    _check_inputs(args.input, args.model)
+    _torch_threads(args)
+    settings = EmbedSettings(pooling=args.pooling, layer=args.layer, long=args.long,
+                             batch_size=args.batch_size, window_tokens=args.window_tokens)
+    table = embed_file(args.model, args.input, args.out, settings=settings,
+                       trust_remote_code=args.trust_remote_code, **_input_options(args))
+    dim = table.schema.field("embedding").type.list_size
+    print(f"{args.out}: {table.num_rows} rows of {dim}-dimensional {args.pooling} embeddings")
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "predict",
+        "Apply a fine-tuned run (LoRA adapter or full model) to FASTA, a sequence table or "
+        "strand-aware BED intervals: class probabilities (or regression values) per sequence "
+        "in Parquet, with the input's ids. Longer inputs than the run's: windows averaged "
+        "(RMT runs read each window as their segments), or --long truncate as fine-tuning did.",
+        [
+            "dnalm predict out/cohn_demo data/demo_chr20_hnf4a/promoters.bed "
+            "--genome results/genomes/demo/genome.fa.gz --out promoters_pred.parquet",
+            "dnalm predict results/finetune/human_enhancers_cohn/demo candidates.fa "
+            "--out candidates.parquet --long truncate",
+        ],
+    )
+    p.add_argument("run", type=Path, help="fine-tuning run directory (adapter/ or model/)")
+    _add_sequence_input(p)
+    p.add_argument("--long", choices=PREDICT_LONG_POLICIES,
+                   default=field_default(PredictSettings, "long"),
+                   help="inputs longer than the run's: average over windows, or read the "
+                   "first window only (counted in 'truncated')")
+    p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size")
+    p.set_defaults(handler=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from dnalm.finetune.predict import predict_file
+
+    _check_inputs(args.input, args.run)
+    _torch_threads(args)
+    table = predict_file(args.run, args.input, args.out, long=args.long,
+                         batch_size=args.batch_size, **_input_options(args))
+    truncated = sum(table.column("truncated").to_pylist())
+    print(f"{args.out}: {table.num_rows} sequences predicted"
+          + (f" ({truncated} truncated)" if truncated else ""))
+
+
 # --- coding variants ----------------------------------------------------------------------
 
 
@@ -691,7 +805,7 @@ def _run_doctor(args: argparse.Namespace) -> int:
 COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
             _add_tokenizer_stats, _add_pretrain_segment, _add_finalize_model, _add_finetune,
             _add_score_variants, _add_saturate, _add_score_coding, _add_score_protein,
-            _add_import_checkpoint, _add_doctor]
+            _add_embed, _add_predict, _add_import_checkpoint, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

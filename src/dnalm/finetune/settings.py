@@ -182,6 +182,37 @@ def track_settings(spec: Mapping[str, Any], *, name: str) -> TrackSettings:
     return settings_from(TrackSettings, spec, where=f"tracks.{name}", ignore=TRACK_WORKFLOW_KEYS)
 
 
+PREDICT_LONG_POLICIES = ("mean", "truncate")
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    """How a fine-tuned run predicts the user's sequences (the ``predictions`` section).
+
+    ``long``: inputs longer than the run's own input are averaged over windows (``mean``) or
+    cut to the first window (``truncate``, counted). ``batch_size`` None: the run's own
+    evaluation batch size.
+    """
+
+    long: str = "mean"
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.long not in PREDICT_LONG_POLICIES:
+            raise ConfigError(f"long-input policy {self.long!r} is not one of "
+                              f"{', '.join(PREDICT_LONG_POLICIES)}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def predict_settings(section: Mapping[str, Any]) -> PredictSettings:
+    """``PredictSettings`` from the ``predictions`` section (inputs and runs wire the workflow)."""
+    from dnalm.config import settings_from
+
+    return settings_from(PredictSettings, section, where="predictions",
+                         ignore=("inputs", "runs"))
+
+
 def _as_tuple(value: Any, cast: type) -> tuple:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return tuple(cast(v) for v in value)
