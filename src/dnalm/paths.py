@@ -105,6 +105,47 @@ def coding(genome: str = "{genome}", variants: str = "{vcf}") -> str:
     return f"{RESULTS}/coding/{genome}/{variants}"
 
 
+# --- using models: embeddings and predictions ---------------------------------------------------
+
+
+def embeddings(seqset: str = "{seqset}", encoder: str = "{model}") -> str:
+    """Base of one sequence set's embeddings by one model (``.parquet``; reports beside)."""
+    return f"{RESULTS}/embeddings/{seqset}/{encoder}"
+
+
+def finetuned_embeddings(seqset: str = "{seqset}", task: str = "{task}",
+                         run: str = "{run}") -> str:
+    """Base of one sequence set's embeddings by a fine-tuned run's encoder."""
+    return f"{RESULTS}/embeddings/{seqset}/finetune/{task}/{run}"
+
+
+def predictions(seqset: str = "{seqset}", task: str = "{task}", run: str = "{run}") -> str:
+    """Base of a fine-tuned run's predictions on one sequence set (``.parquet``, ``.html``)."""
+    return f"{RESULTS}/predictions/{seqset}/{task}/{run}"
+
+
+# --- fine-tuned variant effects and evaluation against labels ------------------------------------
+
+
+def effects(genome: str = "{genome}", task: str = "{task}", run: str = "{run}",
+            variants: str = "{vcf}") -> str:
+    """Base of a fine-tuned run's variant effects on one variant set (``.parquet``, ``.vcf.gz``,
+    ``/regions``)."""
+    return f"{RESULTS}/effects/{genome}/{task}/{run}/{variants}"
+
+
+def effects_saturation(genome: str = "{genome}", task: str = "{task}", run: str = "{run}",
+                       name: str = "{name}") -> str:
+    """Base of a fine-tuned run's saturation mutagenesis of one BED set (``.parquet``, ``.bw``,
+    ``_map.png``)."""
+    return f"{RESULTS}/effects/{genome}/{task}/{run}/saturation_{name}"
+
+
+def evaluation(name: str = "{evalset}") -> str:
+    """Base of one labelled variant set's evaluation (``.parquet``, ``.html``, ``_curves.png``)."""
+    return f"{RESULTS}/evaluation/{name}"
+
+
 # --- bookkeeping --------------------------------------------------------------------------------
 
 
@@ -133,5 +174,13 @@ STAGES: list[tuple[str, str]] = [
     (saturation("*", "*", "*") + ".bw", "saturation mutagenesis (bigWig)"),
     (track("*", "*") + ".bw", "fine-tuned tracks (bigWig; bedGraph and Parquet beside)"),
     (coding("*", "*") + "/*.parquet", "coding consequences and protein-LM scores"),
+    (embeddings("*", "*") + ".parquet",
+     "embeddings of sequence sets (Parquet, a float32 vector per row)"),
+    (predictions("*", "*", "*") + ".parquet", "fine-tuned runs' predictions on sequence sets"),
+    (effects("*", "*", "*", "*") + ".parquet",
+     "fine-tuned runs' variant effects (alt - ref; annotated VCF beside)"),
+    (effects_saturation("*", "*", "*", "*") + ".bw",
+     "fine-tuned saturation mutagenesis (bigWig of max |effect|; mutation maps beside)"),
+    (evaluation("*") + ".parquet", "scores evaluated against variant labels (AUROC, AUPRC)"),
     (LOGS, "one log per job"),
 ]
