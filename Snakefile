@@ -27,6 +27,8 @@ include: "rules/tracks.smk"
 include: "rules/coding.smk"
 include: "rules/embed.smk"
 include: "rules/predict.smk"
+include: "rules/effects.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

@@ -85,6 +85,8 @@ def all_outputs():
     outputs += coding_targets()
     outputs += embed_targets()
     outputs += predict_targets()
+    outputs += effects_targets()
+    outputs += evaluate_targets()
     return outputs
 
 

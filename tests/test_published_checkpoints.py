@@ -9,8 +9,9 @@ dnalm's one model-directory loader under the pinned transformers 5, with no remo
 * dnalm's tokenizer gives the authors' input ids;
 * the scorer's log-probabilities equal the authors' (1e-4);
 * zero-shot variant scores equal a brute-force recomputation with plain forward passes;
-* ``score-variants``, ``saturate``, ``finetune`` (LoRA and full) and ``import-checkpoint`` run
-  on each directory as it is, and the native copy loads with plain ``AutoModelForMaskedLM``.
+* ``score-variants``, ``saturate``, ``finetune`` (LoRA and full), ``embed``, ``predict``,
+  ``variant-effects``, ``mutation-map`` and ``import-checkpoint`` run on each directory as it
+  is, and the native copy loads with plain ``AutoModelForMaskedLM``.
 """
 
 from __future__ import annotations
@@ -194,6 +195,23 @@ def test_every_command_runs_on_the_published_directory(name: str, genome: Path,
                      "1", "--batch-size", "8", "--max-length", "64"]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
         assert np.isfinite(metrics["test"]["auroc"]) and metrics["parameters"]["trainable"] > 0
+    # using the model (issue 16): embeddings of the base and the run, the run's predictions,
+    # its variant effects and mutation map, on the directory as published
+    lora = tmp_path / "lora"
+    for which in (model, str(lora)):
+        emb = tmp_path / f"emb_{Path(which).name}.parquet"
+        assert main(["embed", which, str(task / "test.csv"), "--out", str(emb), "--cpu"]) == 0
+        assert len(pd.read_parquet(emb)) == 8
+    pred = tmp_path / "pred.parquet"
+    assert main(["predict", str(lora), str(task / "test.csv"), "--out", str(pred), "--cpu"]) == 0
+    assert np.allclose(pd.read_parquet(pred)[["prob_0", "prob_1"]].sum(axis=1), 1.0)
+    fx = tmp_path / "fx.parquet"
+    assert main(["variant-effects", "--run", str(lora), "--genome", str(genome), "--vcf",
+                 str(VCF), "--out", str(fx), "--cpu"]) == 0
+    assert pd.read_parquet(fx)["score"].notna().sum() == len(table)
+    assert main(["mutation-map", "--run", str(lora), "--genome", str(genome), "--bed", str(bed),
+                 "--out", str(tmp_path / "map.parquet"), "--bigwig", str(tmp_path / "map.bw"),
+                 "--cpu"]) == 0
 
 
 def test_native_copies_load_with_plain_transformers(tmp_path: Path) -> None:

@@ -59,6 +59,9 @@ COVERAGE: dict[str, tuple[str, ...]] = {
                  f"{DEMO}::test_lora_and_full_finetuning_beside_the_kmer_baseline",
                  f"{DEMO}::test_finetuned_track_over_the_genome",
                  f"{DEMO}::test_embeddings_and_predictions_of_the_promoters",
+                 f"{DEMO}::test_finetuned_variant_effects_and_mutation_map",
+                 "tests/test_workflow_evaluate.py::"
+                 "test_clinvar_set_scored_on_the_masked_genome_and_evaluated",
                  "tests/test_workflow_genome.py::test_demo_outputs"),
     "CORES=8 make run": (f"{HERE}::test_make_targets_run_what_the_tests_run",),
     "make test": (f"{HERE}::test_make_targets_run_what_the_tests_run",),
@@ -243,13 +246,14 @@ def run_as_written(command: Command, cwd: Path, env: dict[str, str],
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
     """A scratch directory laid out like the repository after `make run`, with tiny stand-ins:
     ``data/`` (the demo slices; 50 rows of the enhancer task), ``.venv``, the demo genome
-    prepared, a random tiny ``results/models/demo`` and the demo's score table, written by the
-    functions the workflow's rules call; and an HTTP server for ``ucsc:`` downloads."""
+    prepared, a random tiny ``results/models/demo`` and the demo's score tables (1000 Genomes,
+    ClinVar), written by the functions the workflow's rules call; and an HTTP server for
+    ``ucsc:`` downloads."""
     work = tmp_path_factory.mktemp("readme") / "repo"
     scratch = tmp_path_factory.mktemp("readme_model")
     (work / "data").mkdir(parents=True)
     (work / ".venv").symlink_to(_venv())
-    for name in ("demo_chr20_hnf4a", "hg38_chr16_axin1_slice"):
+    for name in ("demo_chr20_hnf4a", "hg38_chr16_axin1_slice", "clinvar_chr20"):
         (work / "data" / name).symlink_to(REPO / "data" / name)
     (work / "tests" / "data").mkdir(parents=True)  # the published-checkpoint fixtures
     (work / "tests" / "data" / "published").symlink_to(REPO / "tests" / "data" / "published")
@@ -263,6 +267,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     score_vcf_region(model, genome, vcf, scratch / "region0.parquet", cfg=ScoreConfig(), gpus=0)
     gather_scores([scratch / "region0.parquet"],
                   work / "results/scores/demo/demo/demo_1kg.parquet")
+    clinvar = scratch / "clinvar20.fa.gz"   # the ClinVar set on its masked chr20 (clinvar20)
+    prepare_genome(REPO / "data/clinvar_chr20/chr20_sites_3kb.fa.gz", clinvar,
+                   scratch / "clinvar20_stats.parquet", genome_id="clinvar20")
+    score_vcf_region(model, clinvar,
+                     REPO / "data/clinvar_chr20/clinvar_pathogenic_vs_gnomad_common_chr20.vcf",
+                     scratch / "clinvar0.parquet", cfg=ScoreConfig(), gpus=0)
+    gather_scores([scratch / "clinvar0.parquet"],
+                  work / "results/scores/clinvar20/demo/clinvar_chr20.parquet")
 
     server = FileServer(tmp_path_factory.mktemp("www"))
     served = server.root / "sacCer3" / "bigZips" / "sacCer3.fa.gz"
@@ -307,7 +319,8 @@ def test_dnalm_commands_run_as_written(workspace: tuple[Path, dict[str, str]]) -
             assert lines and "%" in lines[-1], (command.text, proc.stderr[-2000:])
         ran.add(subcommand)
     assert {"download", "prepare-genome", "chunk", "build-tokenizer", "tokenize", "finetune",
-            "score-variants", "saturate", "score-coding", "embed", "predict", "doctor"} <= ran
+            "score-variants", "saturate", "score-coding", "embed", "predict", "variant-effects",
+            "mutation-map", "evaluate", "doctor"} <= ran
     scores = pd.read_parquet(work / "scores.parquet")
     assert len(scores) == 16 and scores["score"].notna().all()
     assert (work / "out/cohn_demo/metrics.json").is_file()

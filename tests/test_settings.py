@@ -23,11 +23,15 @@ from dnalm.coding.settings import WORKFLOW_KEYS as CODING_WORKFLOW_KEYS
 from dnalm.coding.settings import CodingSettings
 from dnalm.config import field_default, settings_from
 from dnalm.errors import ConfigError
+from dnalm.evaluate import EvaluationSettings
 from dnalm.finetune.settings import (
+    EFFECT_WORKFLOW_KEYS,
     TRACK_WORKFLOW_KEYS,
     BaselineSettings,
+    EffectSettings,
     FinetuneSettings,
     LoraSettings,
+    PredictSettings,
     TrackSettings,
 )
 from dnalm.score.settings import WORKFLOW_KEYS as SCORE_WORKFLOW_KEYS
@@ -46,6 +50,9 @@ OWNERS: dict[str, tuple[type, tuple[str, ...]]] = {
     "finetune.lora": (LoraSettings, ()),
     "finetune.baseline": (BaselineSettings, ()),
     "coding": (CodingSettings, CODING_WORKFLOW_KEYS),
+    "predictions": (PredictSettings, ("inputs", "runs")),
+    "effects": (EffectSettings, EFFECT_WORKFLOW_KEYS),
+    "evaluation": (EvaluationSettings, ("sets", "models", "runs")),
 }
 
 

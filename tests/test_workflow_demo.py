@@ -16,6 +16,7 @@ from tests.conftest import DEMO_FASTA
 from tests.workflow_utils import REPO, default_config, make_workdir, planned_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
+DEMO_CONTIG = "chr20_42000001_44000000"
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,14 @@ def demo(tmp_path_factory) -> Path:
     tokenizers["bpe"] = dict(tokenizers["bpe"], vocab_size=512)
     variants = {"demo_1kg": {"genome": "demo",
                              "path": str(REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf")}}
+    workdir.mkdir(parents=True)
+    (workdir / "tss60.bed").write_text(f"{DEMO_CONTIG}\t219290\t219350\ttss60\n")
+    saturation = {"tss60": {"genome": "demo", "bed": str(workdir / "tss60.bed"),
+                            "mode": "wt-marginal"}}
     make_workdir(workdir, {"demo": str(DEMO_FASTA)}, tokenizers=tokenizers,
                  pretraining={"models": {"demo": model}},
-                 scoring={"variants": variants, "regions": 1, "saturation": {}},
+                 scoring={"variants": variants, "regions": 1, "saturation": saturation},
+                 effects={**config["effects"], "saturation": ["tss60"]},
                  coding={"variants": [], "annotations": {}},
                  finetune={**config["finetune"], "epochs": 1, "max_length": 64,
                            "tasks": {name: {**task, "train": str(REPO / task["train"]),
@@ -184,11 +190,41 @@ def test_embeddings_and_predictions_of_the_promoters(demo: Path) -> None:
     assert (demo / "results/predictions/promoters/human_enhancers_cohn/demo.html").is_file()
 
 
+def test_finetuned_variant_effects_and_mutation_map(demo: Path, tmp_path: Path) -> None:
+    """Every demo SNV gets the LoRA run's effect (two region jobs, gathered), equal to the
+    effects computed in one process; the annotated VCF carries them; the 60-bp mutation map
+    has 3 rows a position, a bigWig and a picture."""
+    import gzip
+
+    import numpy as np
+
+    from dnalm.finetune.effects import effects_region
+    from dnalm.finetune.settings import EffectSettings
+
+    base = demo / "results/effects/demo/human_enhancers_cohn/demo"
+    table = pd.read_parquet(base / "demo_1kg.parquet")
+    vcf = REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf"
+    assert len(table) == 16 and table["score"].notna().all()
+    again = effects_region(demo / "results/finetune/human_enhancers_cohn/demo",
+                           demo / "results/genomes/demo/genome.fa.gz", vcf,
+                           tmp_path / "fx.parquet", settings=EffectSettings(), gpus=0)
+    np.testing.assert_allclose(table.sort_values("record")["score"],
+                               again.sort_values("record")["score"], atol=1e-5)
+    with gzip.open(base / "demo_1kg.vcf.gz", "rt") as handle:
+        records = [line for line in handle if not line.startswith("#")]
+    assert len(records) == 16 and all("DNALM_FT=" in r and "DNALM_FT_DP=" in r for r in records)
+    assert (base / "demo_1kg.html").is_file()
+    sat = pd.read_parquet(base / "saturation/tss60.parquet")
+    assert len(sat) == 180 and sat["score"].notna().all()
+    assert (base / "saturation/tss60.bw").stat().st_size > 0
+    assert (base / "saturation/tss60_map.png").stat().st_size > 5000
+
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--virtual-time-budget=8000"]
 REPORT_SECTIONS = ["Genomes", "Tokenizers", "Pretraining", "Fine-tuning", "Variant scores",
-                   "Tracks", "Embeddings", "Predictions"]
+                   "Tracks", "Embeddings", "Predictions", "Fine-tuned variant effects"]
 
 
 def test_report_renders_in_headless_chromium(demo: Path, tmp_path: Path) -> None:

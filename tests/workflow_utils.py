@@ -44,6 +44,7 @@ def make_workdir(
             config[key] = value
     _drop_unknown_genomes(config, set(genomes))
     _keep_defined_sequence_sets(config, set(genomes))
+    _keep_evaluated_sets(config)
     with open(workdir / "config.yaml", "w") as handle:
         yaml.safe_dump(config, handle)
     return workdir
@@ -61,6 +62,16 @@ def _drop_unknown_genomes(config: dict, genomes: set[str]) -> None:
                              if g in genomes}
     config["tracks"] = {k: v for k, v in config.get("tracks", {}).items()
                         if v["genome"] in genomes}
+    # tokenizers and models that name the demo's genomes learn from those on this sheet
+    # (none left: every genome, the default)
+    def kept(spec: dict) -> dict:
+        listed = [g for g in spec.get("genomes") or [] if g in genomes]
+        return {**{k: v for k, v in spec.items() if k != "genomes"},
+                **({"genomes": listed} if listed else {})}
+
+    config["tokenizers"] = {k: kept(v) for k, v in config.get("tokenizers", {}).items()}
+    pretraining = config.get("pretraining", {})
+    pretraining["models"] = {k: kept(v) for k, v in pretraining.get("models", {}).items()}
 
 
 def _keep_defined_sequence_sets(config: dict, genomes: set[str]) -> None:
@@ -87,6 +98,38 @@ def _keep_defined_sequence_sets(config: dict, genomes: set[str]) -> None:
         if "models" in section:
             section["models"] = [m for m in section["models"] if m in models]
         config[key] = section
+    effects = config.get("effects") or {}
+    effects["runs"] = [r for r in effects.get("runs", [])
+                       if r.partition("/")[0] in tasks and r.partition("/")[2] in runs]
+    scoring = config.get("scoring", {})
+    for key in ("variants", "saturation"):
+        effects[key] = [v for v in effects.get(key, []) if v in scoring.get(key, {})]
+    config["effects"] = effects
+
+
+def _keep_evaluated_sets(config: dict) -> None:
+    """Keep the demo's labelled sets whose variants this config scores, the models it scores
+    them with and the fine-tuned runs whose effects it computes there; label tables made
+    absolute."""
+    section = config.get("evaluation") or {}
+    scoring = config.get("scoring", {})
+    effects = config.get("effects") or {}
+    sets = {}
+    for name, spec in section.get("sets", {}).items():
+        if spec.get("variants") not in scoring.get("variants", {}):
+            continue
+        label = dict(spec.get("label") or {})
+        if label.get("table") and not Path(label["table"]).is_absolute() \
+                and (REPO / label["table"]).exists():
+            label["table"] = str(REPO / label["table"])
+        sets[name] = {**spec, "label": label}
+    section["sets"] = sets
+    section["models"] = [m for m in section.get("models", [])
+                         if m in scoring.get("models", [])]
+    section["runs"] = [r for r in section.get("runs", []) if r in effects.get("runs", [])
+                       and all(s["variants"] in effects.get("variants", [])
+                               for s in sets.values())]
+    config["evaluation"] = section
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -25,6 +25,7 @@ from dnalm.finetune.settings import (
     DEFAULT_LEARNING_RATE,
     METHODS,
     PREDICT_LONG_POLICIES,
+    EffectSettings,
     FinetuneSettings,
     LoraSettings,
     PredictSettings,
@@ -666,6 +667,227 @@ def _run_predict(args: argparse.Namespace) -> None:
           + (f" ({truncated} truncated)" if truncated else ""))
 
 
+# --- fine-tuned variant effects and mutation maps ------------------------------------------
+
+
+def _add_effect_options(p: argparse.ArgumentParser) -> None:
+    effect = functools.partial(field_default, EffectSettings)
+    p.add_argument("--run", required=True, type=Path,
+                   help="fine-tuning run directory (adapter/, model/ or merged/)")
+    p.add_argument("--genome", required=True, type=Path,
+                   help="genome FASTA: bgzipped with .fai/.gzi (dnalm prepare-genome) or plain")
+    p.add_argument("--class-index", type=int, default=effect("class_index"),
+                   help="class whose log-odds change is the score (default %(default)s); "
+                   "every class's changes are in the table")
+    p.add_argument("--window-bp", type=int,
+                   help="window in bp (default: the run's input as its tokenizer reads the genome)")
+    p.add_argument("--average-strands", action="store_true",
+                   help="average the forward and reverse-complement windows' outputs")
+    p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size")
+    p.add_argument("--no-chr-match", action="store_true",
+                   help="do not match chr20 to 20 (and chrM to MT)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is visible")
+
+
+def _effect_settings(args: argparse.Namespace, **extra: object) -> EffectSettings:
+    return EffectSettings(class_index=args.class_index, window_bp=args.window_bp,
+                          average_strands=args.average_strands, batch_size=args.batch_size,
+                          **extra)
+
+
+def _add_variant_effects(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "variant-effects",
+        "Variant effects of a fine-tuned run (DNABERT's functional-variant analysis): a window "
+        "centred on each variant is predicted with the reference and the alternate allele; per "
+        "class the change alt - ref in log-odds and in probability. Parquet and an annotated, "
+        "tabix-indexed VCF (INFO/DNALM_FT, DNALM_FT_DP, DNALM_FT_SKIP).",
+        [
+            "dnalm variant-effects --run results/finetune/human_enhancers_cohn/demo --genome "
+            "results/genomes/demo/genome.fa.gz --vcf data/demo_chr20_hnf4a/1kg_pilot_sites.vcf "
+            "--out effects.parquet --annotated-vcf effects.vcf.gz",
+            "dnalm variant-effects --run runs/promoter_lora --genome hg38.fa.gz --vcf gwas.vcf.gz "
+            "--out gwas_effects.parquet --average-strands --class-index 1",
+        ],
+    )
+    _add_effect_options(p)
+    p.add_argument("--vcf", required=True, type=Path, help="VCF/BCF or .csv/.tsv/.parquet table")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet table")
+    p.add_argument("--annotated-vcf", type=Path,
+                   help="also write the VCF with INFO/DNALM_FT* (.vcf.gz + .tbi)")
+    p.set_defaults(handler=_run_variant_effects)
+
+
+def _run_variant_effects(args: argparse.Namespace) -> None:
+    from dnalm.finetune.effects import effects_region, effects_vcf
+
+    _check_inputs(args.run, args.genome, args.vcf)
+    _torch_threads(args)
+    table = effects_region(args.run, args.genome, args.vcf, args.out,
+                           settings=_effect_settings(args), n_regions=1,
+                           match_chr_prefix=not args.no_chr_match, gpus=0 if args.cpu else None)
+    if args.annotated_vcf:
+        effects_vcf(args.out, args.vcf, args.annotated_vcf)
+    print(f"{args.out}: {int(table['score'].notna().sum())} of {len(table)} variants scored")
+    for reason, count in table.loc[table["score"].isna(), "reason"].value_counts().items():
+        print(f"  skipped {count}: {reason}")
+
+
+def _add_mutation_map(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "mutation-map",
+        "Saturation mutagenesis with a fine-tuned run: every position of BED regions x 3 "
+        "alternative bases, the change alt - ref in the run's prediction. Parquet, a bigWig of "
+        "the per-position maximum |change| and a mutation-map picture (position x base).",
+        [
+            "dnalm mutation-map --run results/finetune/human_enhancers_cohn/demo --genome "
+            "results/genomes/demo/genome.fa.gz --bed data/demo_chr20_hnf4a/saturation.bed "
+            "--out map.parquet --bigwig map.bw --png map.png",
+        ],
+    )
+    _add_effect_options(p)
+    p.add_argument("--bed", required=True, type=Path, help="regions (contig, start, end[, name])")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet table")
+    p.add_argument("--bigwig", required=True, type=Path, help="output bigWig")
+    p.add_argument("--png", type=Path, help="also draw the mutation map (regions up to "
+                   "--map-max-bp long)")
+    p.add_argument("--map-max-bp", type=int,
+                   default=field_default(EffectSettings, "map_max_bp"))
+    p.set_defaults(handler=_run_mutation_map)
+
+
+def _run_mutation_map(args: argparse.Namespace) -> None:
+    from dnalm.finetune.effects import saturate_effects
+
+    _check_inputs(args.run, args.genome, args.bed)
+    _torch_threads(args)
+    table = saturate_effects(args.run, args.genome, args.bed, args.out, args.bigwig, args.png,
+                             settings=_effect_settings(args, map_max_bp=args.map_max_bp),
+                             match_chr_prefix=not args.no_chr_match,
+                             gpus=0 if args.cpu else None)
+    print(f"{args.out}: {int(table['score'].notna().sum())} substitutions scored; {args.bigwig}"
+          + (f"; {args.png}" if args.png else ""))
+
+
+# --- evaluation against labels ------------------------------------------------------------
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    p = _subparser(
+        subparsers,
+        "evaluate",
+        "Evaluate score tables against variant labels: per model x score x stratum, n, AUROC "
+        "and AUPRC (or Spearman's rho for a numeric label) with seeded bootstrap intervals, "
+        "beside chance (AUROC 0.5, AUPRC the positive fraction). Labels are an INFO field of "
+        "the scored VCF or a column of the scored table (joined on record and ALT), or a "
+        "column of a separate table (joined on contig,pos,ref,alt). Zero-shot scores are read "
+        "as -score (lower = more damaging), fine-tuned effects as |score|.",
+        [
+            "dnalm evaluate --scores results/scores/clinvar20/demo/clinvar_chr20.parquet "
+            "--variants data/clinvar_chr20/clinvar_pathogenic_vs_gnomad_common_chr20.vcf "
+            "--label-info LABEL --positive Pathogenic --out clinvar_eval.parquet",
+            "dnalm evaluate --scores nt=nt.parquet --scores demo=demo.parquet "
+            "--effects results/effects/clinvar20/enh/demo/clinvar_chr20.parquet "
+            "--variants sites.vcf --label-info LABEL --positive Pathogenic --strata CSQ "
+            "--out eval.parquet --html eval.html --curves eval.png",
+            "dnalm evaluate --scores scores.parquet --labels mpra.tsv --label-column "
+            "log2_effect --direction higher --out eval.parquet",
+        ],
+    )
+    from dnalm.evaluate import DIRECTIONS, EvaluationSettings
+
+    default = functools.partial(field_default, EvaluationSettings)
+    p.add_argument("--scores", action="append", default=[], metavar="[NAME=]PATH",
+                   help="zero-shot score table (repeatable; NAME defaults to its folder, the "
+                   "model)")
+    p.add_argument("--effects", action="append", default=[], metavar="[NAME=]PATH",
+                   help="fine-tuned effects table (repeatable; NAME defaults to task/run)")
+    p.add_argument("--variants", type=Path, help="the variant file that was scored (VCF or "
+                   "contig,pos,ref,alt table), holding the labels")
+    p.add_argument("--labels", type=Path, help="or: a separate contig,pos,ref,alt table "
+                   "holding the labels (--label-column)")
+    label = p.add_mutually_exclusive_group(required=True)
+    label.add_argument("--label-info", metavar="FIELD", help="VCF INFO field with the label")
+    label.add_argument("--label-column", metavar="COLUMN", help="table column with the label")
+    p.add_argument("--positive", action="append", default=[], metavar="VALUE",
+                   help="label value counted positive (repeatable; others are negative); "
+                   "none: the label is a number, evaluated by Spearman's rho")
+    p.add_argument("--strata", metavar="FIELD", help="INFO field or column splitting the set "
+                   "(metrics overall and per value)")
+    p.add_argument("--out", required=True, type=Path, help="output Parquet table")
+    p.add_argument("--html", type=Path, help="also write the table as an HTML page")
+    p.add_argument("--curves", type=Path, help="also write ROC and precision-recall curves "
+                   "(PNG)")
+    p.add_argument("--name", help="name of the labelled set (default: the label file's name)")
+    p.add_argument("--direction", choices=DIRECTIONS, default=default("zero_shot_direction"),
+                   help="zero-shot predictor: lower (-score, masked marginals), higher or abs")
+    p.add_argument("--effects-direction", choices=DIRECTIONS,
+                   default=default("effects_direction"), help="fine-tuned effects predictor")
+    p.add_argument("--effects-score", action="append", metavar="COLUMN",
+                   help="effects table column to evaluate (repeatable; default: score, the "
+                   "run's chosen class; or delta_prob_<c>, delta_logodds_<c>)")
+    p.add_argument("--n-bootstrap", type=int, default=default("n_bootstrap"))
+    p.add_argument("--confidence", type=float, default=default("confidence"))
+    p.add_argument("--seed", type=int, default=default("seed"))
+    p.set_defaults(handler=_run_evaluate)
+
+
+def _score_tables(values: Sequence[str], kind: str) -> list:
+    from dnalm.evaluate import ScoreTable
+
+    tables = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or "/" in name:
+            path = value
+            parent = Path(path).parent
+            name = f"{parent.parent.name}/{parent.name}" if kind == "effects" else parent.name
+        _check_inputs(Path(path))
+        tables.append(ScoreTable(name or Path(path).stem, path, kind))
+    return tables
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from dnalm.errors import ConfigError
+    from dnalm.evaluate import ALL, EvaluationSettings, LabelSpec, evaluate_set
+
+    tables = (_score_tables(args.scores, "zero-shot")
+              + _score_tables(args.effects, "effects"))
+    if not tables:
+        raise ConfigError("give at least one --scores or --effects table")
+    names = [t.name for t in tables]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"two tables are named {', '.join(twice)}: name them NAME=PATH")
+    if (args.variants is None) == (args.labels is None):
+        raise ConfigError("give the labels as --variants (the scored file) or --labels "
+                          "(a separate table), one of them")
+    source = args.labels or args.variants
+    _check_inputs(source)
+    spec = LabelSpec(info=args.label_info, column=args.label_column,
+                     table=str(args.labels) if args.labels else None,
+                     positive=tuple(args.positive), strata=args.strata)
+    settings = EvaluationSettings(
+        n_bootstrap=args.n_bootstrap, confidence=args.confidence, seed=args.seed,
+        zero_shot_direction=args.direction, effects_direction=args.effects_direction,
+        effects_scores=tuple(args.effects_score or ("score",)))
+    name = args.name or source.name.split(".")[0]
+    frame = evaluate_set(args.variants, tables, spec, args.out, settings=settings,
+                         set_name=name, out_html=args.html, out_png=args.curves)
+    for row in frame[frame["stratum"] == ALL].itertuples(index=False):
+        if spec.binary:
+            metric = (f"AUROC {row.auroc:.3f} ({row.auroc_low:.3f}-{row.auroc_high:.3f}; "
+                      f"chance 0.5), AUPRC {row.auprc:.3f} (chance {row.auprc_chance:.3f})")
+        else:
+            metric = f"Spearman {row.spearman:.3f} ({row.spearman_low:.3f}-{row.spearman_high:.3f})"
+        print(f"{row.model} {row.score} [{row.direction}]: n {row.n} "
+              f"({row.n_unscored} unscored), {metric}")
+    print(f"{args.out}: {len(frame)} rows")
+
+
 # --- coding variants ----------------------------------------------------------------------
 
 
@@ -805,7 +1027,8 @@ def _run_doctor(args: argparse.Namespace) -> int:
 COMMANDS = [_add_download, _add_prepare, _add_chunk, _add_build_tokenizer, _add_tokenize,
             _add_tokenizer_stats, _add_pretrain_segment, _add_finalize_model, _add_finetune,
             _add_score_variants, _add_saturate, _add_score_coding, _add_score_protein,
-            _add_embed, _add_predict, _add_import_checkpoint, _add_doctor]
+            _add_embed, _add_predict, _add_variant_effects, _add_mutation_map,
+            _add_evaluate, _add_import_checkpoint, _add_doctor]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -138,7 +138,7 @@ def effects_saturation(genome: str = "{genome}", task: str = "{task}", run: str 
                        name: str = "{name}") -> str:
     """Base of a fine-tuned run's saturation mutagenesis of one BED set (``.parquet``, ``.bw``,
     ``_map.png``)."""
-    return f"{RESULTS}/effects/{genome}/{task}/{run}/saturation_{name}"
+    return f"{RESULTS}/effects/{genome}/{task}/{run}/saturation/{name}"
 
 
 def evaluation(name: str = "{evalset}") -> str:

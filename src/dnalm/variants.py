@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -34,14 +35,16 @@ _BASES = re.compile(r"^[ACGTNacgtn]+$")
 TABLE_COLUMNS = ("contig", "pos", "ref", "alt")
 
 
-def read_vcf(path: str | Path) -> pd.DataFrame:
+def read_vcf(path: str | Path, info: Sequence[str] = ()) -> pd.DataFrame:
     """One row per (record, alternate allele) of a VCF; ``record`` numbers the VCF records.
 
     Plain, bgzipped and plain-gzipped VCFs are accepted (htslib cannot read the last kind, so it
-    is decompressed to a temporary file first).
+    is decompressed to a temporary file first). ``info`` adds a column per INFO field (labels,
+    strata for evaluation), read in the same pass so its rows are the scored rows: the allele's
+    own value of a ``Number=A`` field, the record's value otherwise, None where unset.
     """
     try:
-        return _read_vcf_records(path)
+        return _read_vcf_records(path, info=info)
     except NotImplementedError:
         import gzip
         import shutil
@@ -51,25 +54,40 @@ def read_vcf(path: str | Path) -> pd.DataFrame:
             with gzip.open(path, "rb") as src:
                 shutil.copyfileobj(src, tmp)
             tmp.flush()
-            return _read_vcf_records(tmp.name, where=str(path))
+            return _read_vcf_records(tmp.name, where=str(path), info=info)
 
 
-def _read_vcf_records(path: str | Path, where: str | None = None) -> pd.DataFrame:
+def _read_vcf_records(path: str | Path, where: str | None = None,
+                      info: Sequence[str] = ()) -> pd.DataFrame:
     rows = []
     try:
         with pysam.VariantFile(str(path)) as vcf:
             for record_index, rec in enumerate(vcf):
-                for alt in rec.alts or (".",):
-                    rows.append((record_index, rec.chrom, rec.pos, rec.ref, alt, rec.id or "."))
+                alts = rec.alts or (".",)
+                # a field neither declared nor on the record is unset (pysam would raise)
+                values = [rec.info.get(f) if f in rec.header.info else None for f in info]
+                for i, alt in enumerate(alts):
+                    rows.append((record_index, rec.chrom, rec.pos, rec.ref, alt, rec.id or ".",
+                                 *(_allele_value(v, i, len(alts)) for v in values)))
     except (OSError, ValueError) as exc:
         raise InputFormatError(f"cannot read VCF ({str(exc).splitlines()[0]})",
                                where=where or str(path)) from exc
-    return pd.DataFrame(rows, columns=["record", "contig", "pos", "ref", "alt", "id"])
+    return pd.DataFrame(rows, columns=["record", "contig", "pos", "ref", "alt", "id", *info])
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def _allele_value(value: object, index: int, n_alts: int) -> object:
+    """The value of an INFO field for ALT ``index``: per-allele lists (``Number=A``) give the
+    allele's own item, other lists are joined by commas."""
+    if isinstance(value, tuple):
+        if len(value) == n_alts:
+            return value[index]
+        return value[0] if len(value) == 1 else ",".join(str(v) for v in value)
+    return value
+
+
+def read_table(path: str | Path, keep: Sequence[str] = ()) -> pd.DataFrame:
     """A ``contig,pos,ref,alt`` table (CSV, TSV or Parquet); ``pos`` 1-based; ALT may hold
-    comma-separated alleles."""
+    comma-separated alleles. ``keep`` names more columns to return (labels, strata)."""
     path = Path(path)
     try:
         if path.suffix == ".parquet":
@@ -79,7 +97,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             frame = pd.read_csv(path, sep=sep, dtype={"contig": str, "ref": str, "alt": str})
     except (OSError, ValueError) as exc:
         raise InputFormatError(f"cannot read variant table ({exc})", where=str(path)) from exc
-    missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
+    missing = [c for c in (*TABLE_COLUMNS, *keep) if c not in frame.columns]
     if missing:
         raise InputFormatError(f"missing column(s) {', '.join(missing)}", where=str(path))
     frame = frame.reset_index(drop=True)
@@ -92,15 +110,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
         frame["pos"] = frame["pos"].astype("int64")
     except (ValueError, TypeError) as exc:
         raise InputFormatError("column pos must hold integers", where=str(path)) from exc
-    return frame[["record", "contig", "pos", "ref", "alt", "id"]]
+    return frame[["record", "contig", "pos", "ref", "alt", "id", *keep]]
 
 
-def read_variants(path: str | Path) -> pd.DataFrame:
-    """VCF or table, by file name."""
-    name = str(path)
-    if name.endswith((".vcf", ".vcf.gz", ".bcf", ".vcf.bgz")):
-        return read_vcf(path)
-    return read_table(path)
+def is_vcf(path: str | Path) -> bool:
+    return str(path).endswith((".vcf", ".vcf.gz", ".bcf", ".vcf.bgz"))
+
+
+def read_variants(path: str | Path, fields: Sequence[str] = ()) -> pd.DataFrame:
+    """VCF or table, by file name; ``fields``: INFO fields of a VCF, columns of a table."""
+    if is_vcf(path):
+        return read_vcf(path, info=fields)
+    return read_table(path, keep=fields)
 
 
 def check_against_genome(frame: pd.DataFrame, genome: Genome) -> pd.DataFrame:
@@ -154,14 +175,15 @@ def _format_score(value: float | None) -> str:
 
 
 def info_entries(
-    scores: pd.DataFrame, score_field: str = SCORE_FIELD, reason_field: str = REASON_FIELD
-) -> dict[int, dict[str, tuple[str, str]]]:
-    """record index → {ALT: (formatted score, INFO-safe reason)}."""
-    by_record: dict[int, dict[str, tuple[str, str]]] = {}
-    for rec, alt, score, reason in zip(scores["record"], scores["alt"], scores["score"],
-                                       scores["reason"], strict=True):
+    scores: pd.DataFrame, columns: tuple[str, ...] = ("score",)
+) -> dict[int, dict[str, tuple[tuple[str, ...], str]]]:
+    """record index → {ALT: (formatted values of ``columns``, INFO-safe reason)}."""
+    by_record: dict[int, dict[str, tuple[tuple[str, ...], str]]] = {}
+    values = zip(*(scores[c] for c in columns), strict=True)
+    for rec, alt, reason, row in zip(scores["record"], scores["alt"], scores["reason"], values,
+                                     strict=True):
         by_record.setdefault(int(rec), {})[str(alt).upper()] = (
-            _format_score(score), _info_text(reason) if reason else ".")
+            tuple(_format_score(v) for v in row), _info_text(reason) if reason else ".")
     return by_record
 
 
@@ -172,25 +194,34 @@ def annotate_vcf(
     *,
     description: str = "dnalm zero-shot score log p(alt) - log p(ref), per ALT allele",
     extra_fields: list[tuple[str, str, str, str, dict[int, str]]] = (),
+    fields: tuple[tuple[str, str, str], ...] | None = None,
+    reason_field: str = REASON_FIELD,
 ) -> Path:
-    """Copy ``vcf_in`` to ``vcf_out`` (.vcf.gz + .tbi) with per-allele score and skip reason.
+    """Copy ``vcf_in`` to ``vcf_out`` (.vcf.gz + .tbi) with per-allele scores and skip reason.
 
-    ``scores`` has ``record`` (0-based record index in the VCF), ``alt``, ``score`` and
-    ``reason``. ``extra_fields`` adds more INFO fields: (id, Number, Type, description,
-    {record index: value}).
+    ``scores`` has ``record`` (0-based record index in the VCF), ``alt``, ``reason`` and the
+    score columns. ``fields`` names the per-allele Float INFO fields as (INFO id, description,
+    column); by default ``DNALM`` from ``score`` with ``description``. Each stage writes its own
+    keys (zero-shot ``DNALM``, fine-tuned effects ``DNALM_FT*``), so annotations of one VCF by
+    several stages can be merged (``bcftools annotate``) without clashing. ``extra_fields``
+    adds per-record INFO fields: (id, Number, Type, description, {record index: value}).
     """
     vcf_out = Path(vcf_out)
-    entries = info_entries(scores)
+    fields = fields or ((SCORE_FIELD, description, "score"),)
+    entries = info_entries(scores, tuple(column for _, _, column in fields))
     declarations = [
-        f'##INFO=<ID={SCORE_FIELD},Number=A,Type=Float,Description="{description}">',
-        f'##INFO=<ID={REASON_FIELD},Number=A,Type=String,'
+        f'##INFO=<ID={field_id},Number=A,Type=Float,Description="{text}">'
+        for field_id, text, _ in fields
+    ] + [
+        f'##INFO=<ID={reason_field},Number=A,Type=String,'
         'Description="Why dnalm did not score the ALT allele">',
     ] + [f'##INFO=<ID={i},Number={n},Type={t},Description="{d}">'
          for i, n, t, d, _ in extra_fields]
+    names = (tuple(field_id for field_id, _, _ in fields), reason_field)
     with atomic_files(vcf_out, f"{vcf_out}.tbi") as (tmp_gz, tmp_tbi):
         plain = tmp_gz.with_suffix(".vcf")
         try:
-            _write_text(vcf_in, plain, entries, declarations, extra_fields)
+            _write_text(vcf_in, plain, entries, declarations, extra_fields, names)
             pysam.tabix_compress(str(plain), str(tmp_gz), force=True)
         finally:
             plain.unlink(missing_ok=True)
@@ -203,7 +234,9 @@ def annotate_vcf(
     return vcf_out
 
 
-def _write_text(vcf_in, plain: Path, entries, declarations, extra_fields) -> None:
+def _write_text(vcf_in, plain: Path, entries, declarations, extra_fields, names) -> None:
+    field_ids, reason_field = names
+    missing = ((".",) * len(field_ids), "not_scored")
     record = -1
     with open_maybe_gzip(vcf_in) as src, open(plain, "w") as out:
         for raw in src:
@@ -223,10 +256,11 @@ def _write_text(vcf_in, plain: Path, entries, declarations, extra_fields) -> Non
                                        where=str(vcf_in))
             alts = cols[4].split(",")
             found = entries.get(record, {})
-            values = [found.get(a.upper(), (".", "not_scored")) for a in alts]
-            added = [f"{SCORE_FIELD}={','.join(v for v, _ in values)}"]
+            values = [found.get(a.upper(), missing) for a in alts]
+            added = [f"{field_id}={','.join(v[j] for v, _ in values)}"
+                     for j, field_id in enumerate(field_ids)]
             if any(r != "." for _, r in values):
-                added.append(f"{REASON_FIELD}={','.join(r for _, r in values)}")
+                added.append(f"{reason_field}={','.join(r for _, r in values)}")
             for field_id, _, _, _, by_record in extra_fields:
                 if record in by_record:
                     added.append(f"{field_id}={by_record[record]}")

@@ -213,6 +213,50 @@ def predict_settings(section: Mapping[str, Any]) -> PredictSettings:
                          ignore=("inputs", "runs"))
 
 
+EFFECT_WINDOWS = ("centred", "tiled")
+#: ``effects`` keys that wire the workflow (which runs, variant and saturation sets).
+EFFECT_WORKFLOW_KEYS = ("runs", "variants", "saturation")
+
+
+@dataclass(frozen=True)
+class EffectSettings:
+    """How a fine-tuned run scores variants (``effects`` section, :mod:`dnalm.finetune.effects`).
+
+    ``class_index``: the class whose change in log-odds is ``score`` (and the VCF's
+    ``DNALM_FT``); every class's changes are in the table. ``window_bp`` None: the run's own
+    input, as its tokenizer reads the genome. ``windows``: ``centred`` on each variant, or
+    ``tiled`` (nearby variants share a reference window; saturation always tiles).
+    ``average_strands``: the mean of the forward and reverse-complement windows' outputs.
+    ``regions``: region jobs per variant set. ``map_max_bp``: mutation-map pictures draw
+    regions up to this length.
+    """
+
+    class_index: int = 1
+    average_strands: bool = False
+    window_bp: int | None = None
+    windows: str = "centred"
+    batch_size: int | None = None
+    regions: int = 1
+    map_max_bp: int = 600
+
+    def __post_init__(self) -> None:
+        checks = {"class_index": self.class_index >= 0,
+                  "window_bp": self.window_bp is None or self.window_bp >= 1,
+                  "windows": self.windows in EFFECT_WINDOWS,
+                  "batch_size": self.batch_size is None or self.batch_size >= 1,
+                  "regions": self.regions >= 1, "map_max_bp": self.map_max_bp >= 1}
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(f"effects setting(s) out of range: {', '.join(bad)}")
+
+
+def effect_settings(section: Mapping[str, Any] | None) -> EffectSettings:
+    """``EffectSettings`` from the ``effects`` section."""
+    from dnalm.config import settings_from
+
+    return settings_from(EffectSettings, section, where="effects", ignore=EFFECT_WORKFLOW_KEYS)
+
+
 def _as_tuple(value: Any, cast: type) -> tuple:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return tuple(cast(v) for v in value)

@@ -73,14 +73,16 @@ def saturation_variants(genome: Genome, regions: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def write_position_bigwig(scores: pd.DataFrame, genome: Genome, path: str | Path) -> None:
-    """bigWig of the mean score over the alternatives at each position (IGV/UCSC ready)."""
+def write_position_bigwig(scores: pd.DataFrame, genome: Genome, path: str | Path, *,
+                          reduce: str = "mean") -> None:
+    """bigWig of the score over the alternatives at each position, reduced by ``reduce``
+    (``mean``; fine-tuned mutation maps draw the ``max`` |effect|), IGV/UCSC ready."""
     import pyBigWig
 
     from dnalm.io import atomic_file
 
     per_pos = (scores.dropna(subset=["score"])
-               .groupby(["genome_contig", "start"], sort=True)["score"].mean().reset_index())
+               .groupby(["genome_contig", "start"], sort=True)["score"].agg(reduce).reset_index())
     order = {name: i for i, name in enumerate(genome.lengths)}
     per_pos["order"] = per_pos["genome_contig"].map(order)
     per_pos = per_pos.sort_values(["order", "start"])

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,18 +54,23 @@ def reverse_complement(seq: str) -> str:
 _SAMPLE_PIECES, _SAMPLE_PIECE_BP = 16, 4_000
 
 
-def bases_per_token(lm: MaskedLM, genome: Genome) -> float:
-    """Mean bases per content token of the model's tokenizer on this genome (measured once).
+#: Bases per token measured per tokenizer object and genome (weak keys: dropped with the model).
+_BASES_PER_TOKEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def bases_per_token(tokenizer: Any, genome: Genome) -> float:
+    """Mean bases per content token of a model's tokenizer on this genome (measured once).
 
     Evenly spaced pieces of the genome's contigs (N-only pieces skipped) are tokenized with the
     model's own tokenizer: GENA-LM's 32k BPE averages about 9 bp per token, DNABERT-2's about
-    5, NT's 6-mers just under 6 (leftovers and N are single tokens), single bases 1.
+    5, NT's 6-mers just under 6 (leftovers and N are single tokens), single bases 1. Zero-shot
+    scoring and fine-tuned effects size their windows with it.
     """
-    cache = lm.__dict__.setdefault("_bases_per_token", {})
+    cache = _BASES_PER_TOKEN.setdefault(tokenizer, {})
     key = getattr(genome, "path", id(genome))
     if key in cache:
         return cache[key]
-    if lm.tokenizer.kind in ("char", "kmer"):  # every token adds exactly one base
+    if tokenizer.kind in ("char", "kmer"):  # every token adds exactly one base
         cache[key] = 1.0
         return 1.0
     pieces = []
@@ -80,25 +87,25 @@ def bases_per_token(lm: MaskedLM, genome: Genome) -> float:
     if not pieces:
         cache[key] = 4.0  # an all-N genome: nothing to measure, nothing to score either
         return 4.0
-    batch = lm.tokenizer.encode_batch(pieces)
+    batch = tokenizer.encode_batch(pieces)
     value = sum(map(len, pieces)) / max(1, batch.num_tokens)
     cache[key] = value
     log.info("tokenizer reads %.2f bases per token on this genome", value)
     return value
 
 
-def window_bases(lm: MaskedLM, genome: Genome, tokens: int, *, margin: float = 1.1) -> int:
-    """Bases that give at least ``tokens`` content tokens with the model's tokenizer.
+def window_bases(tokenizer: Any, genome: Genome, tokens: int, *, margin: float = 1.1) -> int:
+    """Bases that give at least ``tokens`` content tokens with a model's tokenizer.
 
     Exact for single bases (``tokens``) and overlapping k-mers (``tokens + k - 1``); measured
     for BPE and NT k-mers, with ``margin`` to spare: tokens beyond the input are cropped around
     the variant, so a window that is a little too long still fills the model's input.
     """
-    if lm.tokenizer.kind == "char":
+    if tokenizer.kind == "char":
         return tokens
-    if lm.tokenizer.kind == "kmer":
-        return tokens + (lm.tokenizer.k or 1) - 1
-    return int(np.ceil(tokens * bases_per_token(lm, genome) * margin))
+    if tokenizer.kind == "kmer":
+        return tokens + (tokenizer.k or 1) - 1
+    return int(np.ceil(tokens * bases_per_token(tokenizer, genome) * margin))
 
 
 @dataclass
@@ -223,12 +230,12 @@ def score_variants(
     ok = np.flatnonzero(out["reason"].to_numpy() == "")
     if len(ok) == 0:
         return out
-    window = cfg.window_bp or window_bases(lm, genome, lm.max_content)
+    window = cfg.window_bp or window_bases(lm.tokenizer, genome, lm.max_content)
     sub = out.iloc[ok]
     lengths = np.array([genome.lengths[c] for c in sub["genome_contig"]], dtype=np.int64)
     ref_len = sub["ref"].str.len().to_numpy()
     win = place_windows(sub["start"].to_numpy(), ref_len, lengths, window, cfg.windows)
-    ref_windows, alt_windows = _window_sequences(genome, sub, win)
+    ref_windows, alt_windows = window_sequences(genome, sub, win)
     out.loc[ok, "window"] = [
         f"{c}:{s}-{e}" for c, s, e in zip(sub["genome_contig"], win.starts, win.ends, strict=True)
     ]
@@ -281,7 +288,8 @@ def score_variants(
     return out
 
 
-def _window_sequences(genome: Genome, sub: pd.DataFrame, win: _Windows) -> tuple[list, list]:
+def window_sequences(genome: Genome, sub: pd.DataFrame, win: _Windows) -> tuple[list, list]:
+    """Reference and alternate sequences of each variant's window (upper case)."""
     refs, alts = [], []
     cache: dict[tuple[str, int, int], str] = {}
     for contig, start, ref, alt, ws, we in zip(
@@ -306,7 +314,7 @@ def _upstream_contexts(lm: MaskedLM, genome: Genome, contigs, win: _Windows,
     window is read reverse-complemented, so its upstream is the reverse complement of the bases
     right of it. Reference alleles (the variant lies in the window itself).
     """
-    span = window_bases(lm, genome, lm.context_tokens, margin=1.5)
+    span = window_bases(lm.tokenizer, genome, lm.context_tokens, margin=1.5)
     spans = []
     for contig, ws, we, n in zip(contigs, win.starts, win.ends, contig_lengths, strict=True):
         lo, hi = (int(we), min(int(n), int(we) + span)) if reverse else (max(0, int(ws) - span),
