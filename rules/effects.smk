@@ -1,11 +1,12 @@
 # Variant effects of fine-tuned runs (alt - ref in the run's prediction) on the scoring
-# variant sets, in region jobs gathered into one table + annotated VCF; mutation maps of the
-# scoring saturation sets. Logic: dnalm.finetune.effects; settings: EffectSettings.
+# variant sets, in the region jobs of their partitions (rules/score.smk), gathered into one
+# table + annotated VCF; mutation maps of the scoring saturation sets.
+# Logic: dnalm.finetune.effects; settings: EffectSettings (checked here at parse time).
 from dnalm.finetune.settings import EFFECT_WORKFLOW_KEYS, effect_settings
 
 EFFECTS = config.get("effects", {})
 try:
-    EFFECT_SETTINGS = effect_settings(EFFECTS)
+    effect_settings(EFFECTS)
 except DnalmError as _error:
     sys.exit(f"dnalm: error: {_error}")
 
@@ -39,7 +40,7 @@ rule effects_region:
     input:
         run=paths.finetune_run(run="{run}"),
         **paths.genome_files(),
-        variants=lambda wc: SCORING["variants"][wc.vcf]["path"],
+        partition=paths.variant_partition(),
     output:
         paths.effects() + "/regions/{region}.parquet",
     params:
@@ -63,7 +64,7 @@ rule effects_region:
 rule gather_effects:
     input:
         regions=lambda wc: [f"{paths.effects(wc.genome, wc.task, wc.run, wc.vcf)}/regions/{r}"
-                            ".parquet" for r in range(EFFECT_SETTINGS.regions)],
+                            ".parquet" for r in variant_jobs(wc.genome, wc.vcf)],
     output:
         table=paths.effects() + ".parquet",
     wildcard_constraints:

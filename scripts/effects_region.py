@@ -10,9 +10,9 @@ from dnalm.logs import run_script
 
 def main(sm) -> None:
     torch.set_num_threads(sm.threads)
-    effects_region(sm.input.run, sm.input.fasta, sm.input.variants, sm.output[0],
+    effects_region(sm.input.run, sm.input.fasta, None, sm.output[0],
                    settings=effect_settings(sm.params.settings),
-                   region=int(sm.wildcards.region),
+                   partition=sm.input.partition, job=int(sm.wildcards.region),
                    match_chr_prefix=sm.params.match_chr_prefix,
                    gpus=int(sm.resources.get("gpu", 0)))
 

@@ -1,4 +1,4 @@
-"""Snakemake adapter: score the variants of one genome region (rule score_variants_region)."""
+"""Snakemake adapter: score the variants of one region job (rule score_variants_region)."""
 
 import torch
 
@@ -12,11 +12,11 @@ def main(sm) -> None:
     score_vcf_region(
         sm.params.model_dir,
         sm.input.fasta,
-        sm.input.variants,
+        None,
         sm.output[0],
         cfg=score_config(sm.params.scoring),
-        region=int(sm.wildcards.region),
-        n_regions=int(sm.params.regions),
+        partition=sm.input.partition,
+        job=int(sm.wildcards.region),
         match_chr_prefix=sm.params.match_chr_prefix,
         gpus=int(sm.resources.get("gpu", 0)),
         trust_remote_code=sm.params.trust_remote_code,

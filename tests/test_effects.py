@@ -161,14 +161,23 @@ def test_tokens_beyond_the_input_are_cropped_around_the_variant(base: Path, lora
         _logit(probs(alt_w[lo:lo + 32])[1]) - _logit(probs(ref_w[lo:lo + 32])[1]), abs=1e-4)
 
 
-def test_region_jobs_together_equal_one_job(base: Path, lora_run: Path, tmp_path: Path) -> None:
+def test_partition_jobs_together_equal_one_job(base: Path, lora_run: Path,
+                                               tmp_path: Path) -> None:
+    """The workflow's region jobs read the variant set's partition (shared with zero-shot
+    scoring); together they give every row of a whole-file run."""
+    from dnalm.partition import n_jobs, partition_variants
+    from dnalm.score.settings import PartitionSettings
+
     genome, seq = _genome(base)
     vcf = _vcf(tmp_path, seq)
-    settings = EffectSettings(window_bp=30, regions=2)
+    settings = EffectSettings(window_bp=30)
     whole = effects_region(lora_run, genome, vcf, tmp_path / "all.parquet", settings=settings,
-                           n_regions=1, gpus=0)
-    parts = [effects_region(lora_run, genome, vcf, tmp_path / f"{r}.parquet", settings=settings,
-                            region=r, gpus=0) for r in (0, 1)]
+                           gpus=0)
+    part = tmp_path / "partition"
+    partition_variants(vcf, genome, part, settings=PartitionSettings(regions=2))
+    assert n_jobs(part) == 2
+    parts = [effects_region(lora_run, genome, None, tmp_path / f"{r}.parquet", settings=settings,
+                            partition=part, job=r, gpus=0) for r in (0, 1)]
     joined = pd.concat(parts).sort_values(["record", "alt"]).reset_index(drop=True)
     # batches are composed differently: equal up to float rounding of padded batches
     pd.testing.assert_frame_equal(joined, whole.sort_values(["record", "alt"])

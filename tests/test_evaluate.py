@@ -32,7 +32,7 @@ from dnalm.evaluate import (
     resample_weights,
     spearman_rows,
 )
-from dnalm.variants import read_vcf
+from dnalm.variants import read_variants, read_vcf
 
 FAST = EvaluationSettings(n_bootstrap=200)
 
@@ -165,6 +165,16 @@ def test_labels_join_by_record_and_alt_and_unscored_variants_are_counted(tmp_pat
     assert "REF mismatch: genome has G: 1" in row["unscored_reasons"]
     assert row["direction"] == "lower" and row["auroc"] == 1.0
     assert row["auprc_chance"] == pytest.approx(0.6)
+
+
+def test_labels_are_numbered_as_scoring_numbers_the_variants(tmp_path: Path) -> None:
+    """Labels are read with their INFO fields; scoring reads the same file without: both give
+    the same (record, ALT) rows, multi-allelic records split alike."""
+    vcf, _ = _labelled_set(tmp_path)
+    labels = read_labels(vcf, LabelSpec(info="LABEL", positive=("Pathogenic",)))
+    scored = read_variants(vcf)
+    assert labels[["record", "pos", "alt"]].values.tolist() == \
+        scored[["record", "pos", "alt"]].values.tolist()
 
 
 def test_direction_flips_the_auroc(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from tests.workflow_utils import REPO, make_workdir
 PROFILES = REPO / "profiles"
 NAMES = ["local", "slurm", "kubernetes", "googlebatch", "awsbatch"]
 PLACEHOLDER = re.compile(r"<([a-z_]+)>")
-GPU_RULES = ["pretrain_segment", "score_variants_region", "saturation_mutagenesis", "finetune"]
+GPU_RULES = ["pretrain_segment", "score_variants_region", "saturation_region", "finetune"]
 
 
 def pyproject_pins() -> dict[str, str]:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyBigWig
 import pysam
@@ -56,7 +57,7 @@ def score_run(tmp_path_factory, tiny_model: Path) -> Path:
                               "coding": {"genome": "axin1",
                                          "path": str(AXIN1 / "demo_coding.vcf")}},
                  "saturation": {"sat": {"genome": "demo", "bed": str(bed),
-                                        "mode": "wt-marginal"}}},
+                                        "mode": "wt-marginal", "bases_per_job": 200}}},
         tokenizers={}, pretraining={"models": {}}, finetune={"tasks": {}, "models": []},
         tracks={},
         coding={"variants": ["coding"],
@@ -124,7 +125,7 @@ def test_every_variant_has_a_score_or_a_reason(score_run: Path) -> None:
     assert table.loc[table["reason"] != "", "score"].isna().all()
 
 
-def test_saturation_bigwig(score_run: Path) -> None:
+def test_saturation_bigwig(score_run: Path, tiny_model: Path, tmp_path: Path) -> None:
     base = score_run / "results/scores/demo/tiny"
     sat = pd.read_parquet(base / "saturation_sat.parquet")
     assert len(sat) == 300 * 3
@@ -134,6 +135,17 @@ def test_saturation_bigwig(score_run: Path) -> None:
     values = bw.values("chr20_42000001_44000000", 100000, 100300)
     expected = sat.groupby("pos")["score"].mean().to_numpy()
     assert values == pytest.approx(expected, abs=1e-5)
+    # two jobs of 200 + 100 bases (the interval cut between them) equal one job over all 300
+    assert sorted(p.name for p in (base / "saturation_sat/regions").glob("*.parquet")) == [
+        "0.parquet", "1.parquet"]
+    from dnalm.score.run import saturate_regions
+    from dnalm.score.settings import ScoreConfig
+
+    one = saturate_regions(tiny_model, score_run / "results/genomes/demo/genome.fa.gz",
+                           score_run / "sat.bed", tmp_path / "one.parquet", tmp_path / "one.bw",
+                           cfg=ScoreConfig(mode="wt-marginal", batch_size=8), gpus=0)
+    np.testing.assert_allclose(sat["score"], one["score"], atol=1e-5)
+    assert sat["window"].tolist() == one["window"].tolist()
 
 
 def test_changing_a_scoring_option_reruns_only_scoring(score_run: Path, tiny_model) -> None:
@@ -145,14 +157,16 @@ def test_changing_a_scoring_option_reruns_only_scoring(score_run: Path, tiny_mod
     rules = {rule for rule, _ in planned_jobs(score_run)}
     # the coding table and VCF carry the DNA score beside the protein score
     assert rules <= {"score_variants_region", "gather_scores", "summarize_scores", "annotate_vcf",
-                     "saturation_mutagenesis", "score_report", "join_coding_dna",
+                     "saturation_region", "saturation_mutagenesis", "score_report",
+                     "join_coding_dna",
                      "annotate_coding_vcf"}
     assert not rules & {"coding_consequences", "score_coding", "coding_placeholder_model"}
     assert "score_variants_region" in rules
 
 
 def test_whole_human_genome_is_plannable(tmp_path: Path) -> None:
-    """A dry run for hg38 lists every region job before anything is downloaded."""
+    """Before anything is downloaded, a dry run for hg38 plans the download, the one
+    partitioning job per variant set and everything up to it."""
     model = tmp_path / "model"
     model.mkdir()
     workdir = make_workdir(
@@ -163,15 +177,65 @@ def test_whole_human_genome_is_plannable(tmp_path: Path) -> None:
                  "variants": {"clinvar": {"genome": "hg38", "path": str(DEMO_VCF)}}},
     )
     jobs = planned_jobs(workdir)
-    regions = [wc for rule, wc in jobs if rule == "score_variants_region"]
-    assert len(regions) == 200
     assert ("download_genome", "genome=hg38") in jobs
+    assert ("partition_variants", "genome=hg38, vcf=clinvar") in jobs
     hg38 = [("chr1", 248_956_422), ("chr2", 242_193_529), ("chr21", 46_709_983),
             ("chrX", 156_040_895), ("chrM", 16_569)]
     plan = plan_regions(hg38, 200)
     sizes = [sum(p.end - p.start for p in region) for region in plan]
     assert sum(sizes) == sum(length for _, length in hg38)
     assert max(sizes) - min(sizes) <= 1
+
+
+def test_genome_scale_partition_plans_a_thousand_jobs(tmp_path: Path) -> None:
+    """hg38-sized contigs (a synthetic .fai) and 50 million variants' worth of partition
+    metadata with variants_per_job 50,000: the dry run after partitioning lists all 1,000
+    region jobs of every model and the gather (no real data is read)."""
+    import json
+    import time
+
+    from dnalm.partition import plan_jobs
+    from dnalm.score.settings import PartitionSettings
+
+    model = tmp_path / "model"
+    model.mkdir()
+    source = tmp_path / "hg38_source.fa"
+    source.write_text(">chr1\nACGT\n")
+    workdir = make_workdir(
+        tmp_path / "run", {"hg38": str(source)},
+        tokenizers={}, pretraining={"models": {}}, finetune={"tasks": {}, "models": []},
+        external_models={"m": {"path": str(model)}},
+        scoring={"models": ["m"], "variants_per_job": 50_000, "partition_bins": 4096,
+                 "variants": {"big": {"genome": "hg38", "path": str(DEMO_VCF)}}},
+    )
+    genome = workdir / "results/genomes/hg38"
+    genome.mkdir(parents=True)
+    contigs = [(f"chr{i}", 250_000_000 - i * 8_000_000) for i in range(1, 23)]
+    contigs += [("chrX", 156_040_895), ("chrY", 57_227_415), ("chrM", 16_569)]
+    for name in ("genome.fa.gz", "genome.fa.gz.gzi", "genome_stats.parquet"):
+        (genome / name).write_bytes(b"")
+    (genome / "genome.fa.gz.fai").write_text(
+        "".join(f"{c}\t{n}\t0\t60\t61\n" for c, n in contigs))
+    (genome / "chunks").mkdir()
+    settings = PartitionSettings(variants_per_job=50_000, partition_bins=4096)
+    rng = np.random.default_rng(0)
+    per_bin = rng.multinomial(50_000_000, np.full(4096, 1 / 4096))
+    jobs = plan_jobs(per_bin, settings)
+    part = workdir / "results/variants/hg38/big"
+    part.mkdir(parents=True)
+    (part / "manifest.json").write_text(json.dumps({
+        "n_bins": 4096, "n_rows": 50_000_000, "n_scorable": 50_000_000,
+        "rows_per_bin": per_bin.tolist(), "scorable_per_bin": per_bin.tolist(),
+        "jobs": [list(j) for j in jobs]}))
+    assert len(jobs) == 1000
+    began = time.perf_counter()
+    planned = planned_jobs(workdir)
+    seconds = time.perf_counter() - began
+    regions = [wc for rule, wc in planned if rule == "score_variants_region"]
+    assert len(regions) == 1000 and len(set(regions)) == 1000
+    assert ("gather_scores", "genome=hg38, model=m, vcf=big") in planned
+    assert not any(rule in ("partition_variants", "prepare_genome") for rule, _ in planned)
+    print(f"dry run of 1,000 region jobs: {seconds:.1f} s")
 
 
 def test_score_variants_command(tiny_model: Path, tmp_path: Path) -> None:

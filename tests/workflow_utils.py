@@ -43,7 +43,7 @@ def make_workdir(
         else:
             config[key] = value
     _drop_unknown_genomes(config, set(genomes))
-    _keep_defined_sequence_sets(config, set(genomes))
+    _keep_defined_sequence_sets(config, set(genomes), workdir)
     _keep_evaluated_sets(config)
     with open(workdir / "config.yaml", "w") as handle:
         yaml.safe_dump(config, handle)
@@ -74,7 +74,7 @@ def _drop_unknown_genomes(config: dict, genomes: set[str]) -> None:
     pretraining["models"] = {k: kept(v) for k, v in pretraining.get("models", {}).items()}
 
 
-def _keep_defined_sequence_sets(config: dict, genomes: set[str]) -> None:
+def _keep_defined_sequence_sets(config: dict, genomes: set[str], workdir: Path) -> None:
     """Keep the demo's embedding/prediction sets on this sheet's genomes, and only the models
     and fine-tuned runs this config defines; demo data paths are made absolute."""
     from dnalm.finetune.plan import finetune_runs
@@ -89,8 +89,11 @@ def _keep_defined_sequence_sets(config: dict, genomes: set[str]) -> None:
         for name, spec in section.get("inputs", {}).items():
             if spec.get("bed") and spec.get("genome") not in genomes:
                 continue
+            # relative demo paths stay relative where the workdir links data/ (the cloud
+            # profiles find them under the storage prefix), absolute otherwise
             inputs[name] = {k: str(REPO / v) if k in ("fasta", "table", "bed")
-                            and not Path(v).is_absolute() and (REPO / v).exists() else v
+                            and not Path(v).is_absolute() and (REPO / v).exists()
+                            and not (workdir / v).exists() else v
                             for k, v in spec.items()}
         section["inputs"] = inputs
         section["runs"] = [r for r in section.get("runs", [])
@@ -150,8 +153,8 @@ def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, str]]:
     proc = snakemake(workdir, "--dry-run", *args)
     text = proc.stdout + proc.stderr
     jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", text):
+        m = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block.strip())
         if not m or m.group(1) == "all":
             continue
         wc = re.search(r"wildcards: (.*)", block)

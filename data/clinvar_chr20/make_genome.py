@@ -2,7 +2,7 @@
 clinvar_pathogenic_vs_gnomad_common_chr20.vcf replaced by N (coordinates and the contig name
 ``20`` kept), so the demo model can score those sites from a file of a few hundred kB.
 
-    python data/clinvar_chr20/make_genome.py /work/shared/data/human_chr20_grch37/20.fa.gz
+    python data/clinvar_chr20/make_genome.py path/to/20.fa.gz   # bgzipped, with .fai and .gzi
 
 Source: GRCh37 chr20 from the Debian package vt-examples (MIT). Written bgzipped; running it
 again gives the same bytes (the sha256 in config/genomes.tsv).

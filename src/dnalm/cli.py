@@ -726,7 +726,7 @@ def _run_variant_effects(args: argparse.Namespace) -> None:
     _check_inputs(args.run, args.genome, args.vcf)
     _torch_threads(args)
     table = effects_region(args.run, args.genome, args.vcf, args.out,
-                           settings=_effect_settings(args), n_regions=1,
+                           settings=_effect_settings(args),
                            match_chr_prefix=not args.no_chr_match, gpus=0 if args.cpu else None)
     if args.annotated_vcf:
         effects_vcf(args.out, args.vcf, args.annotated_vcf)
@@ -841,7 +841,7 @@ def _score_tables(values: Sequence[str], kind: str) -> list:
     tables = []
     for value in values:
         name, sep, path = value.partition("=")
-        if not sep or "/" in name:
+        if not sep or Path(value).exists():   # a path holding "=" is a path
             path = value
             parent = Path(path).parent
             name = f"{parent.parent.name}/{parent.name}" if kind == "effects" else parent.name

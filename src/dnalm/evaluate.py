@@ -650,7 +650,12 @@ def plot_curves(curves: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import precision_recall_curve, roc_curve
+    from sklearn.metrics import (
+        average_precision_score,
+        precision_recall_curve,
+        roc_auc_score,
+        roc_curve,
+    )
 
     from dnalm.io import atomic_file
 
@@ -665,25 +670,27 @@ def plot_curves(curves: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]],
                 continue
             fpr, tpr, _ = roc_curve(y, pred)
             precision, recall, _ = precision_recall_curve(y, pred)
-            axes[0].plot(fpr, tpr, label=name)
-            axes[1].plot(recall, precision, label=name, drawstyle="steps-post")
+            axes[0].plot(fpr, tpr, label=f"{name} ({roc_auc_score(y, pred):.3f})")
+            axes[1].plot(recall, precision, drawstyle="steps-post",
+                         label=f"{name} ({average_precision_score(y, pred):.3f})")
             base_rate = float(np.mean(y))
         else:
             axes[0].scatter(pred, y, s=10, alpha=0.6, label=name)
     if binary:
         axes[0].plot([0, 1], [0, 1], "k--", lw=0.8, label="chance (0.5)")
         axes[0].set(xlabel="false positive rate", ylabel="true positive rate",
-                    title=f"ROC: {set_name}")
+                    title="ROC (legend: AUROC)")
         if base_rate is not None:
             axes[1].axhline(base_rate, color="k", ls="--", lw=0.8,
                             label=f"chance ({base_rate:.2f})")
         axes[1].set(xlabel="recall", ylabel="precision", ylim=(0, 1.02),
-                    title=f"precision-recall: {set_name}")
+                    title="precision-recall (legend: AUPRC)")
     else:
-        axes[0].set(xlabel="predictor", ylabel="label", title=set_name)
+        axes[0].set(xlabel="predictor", ylabel="label")
     for ax in axes:
         if ax.has_data():
             ax.legend(fontsize=8, loc="best")
+    fig.suptitle(set_name, fontsize=11)
     fig.tight_layout()
     with atomic_file(out) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

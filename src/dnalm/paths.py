@@ -92,6 +92,13 @@ def track(genome: str = "{genome}", name: str = "{track}") -> str:
 # --- scores -------------------------------------------------------------------------------------
 
 
+def variant_partition(genome: str = "{genome}", variants: str = "{vcf}") -> str:
+    """A variant set read once, checked against the genome and cut into region jobs
+    (``bin=NNNNN/part-NNNNN.parquet`` + ``manifest.json``; :mod:`dnalm.partition`)."""
+    return f"{RESULTS}/variants/{genome}/{variants}"
+
+
+
 def scores(genome: str = "{genome}", model: str = "{model}", variants: str = "{vcf}") -> str:
     """Base of a variant set's scores (``.parquet``, ``.vcf.gz``, ``_summary``, ``/regions``)."""
     return f"{RESULTS}/scores/{genome}/{model}/{variants}"
@@ -169,6 +176,8 @@ STAGES: list[tuple[str, str]] = [
     (model_dir("*"), "pretrained models (load with AutoModelForMaskedLM)"),
     (finetune_run("*", "*"), "fine-tuned adapters, metrics and predictions"),
     (finetune_summary("md"), "fine-tuning summary beside the k-mer baseline"),
+    (variant_partition("*", "*") + "/manifest.json",
+     "variant sets checked against the genome and cut into region jobs"),
     (scores("*", "*", "*") + ".parquet", "variant scores"),
     (scores("*", "*", "*") + ".vcf.gz", "annotated, tabix-indexed VCFs"),
     (saturation("*", "*", "*") + ".bw", "saturation mutagenesis (bigWig)"),

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pysam
 
@@ -31,7 +33,6 @@ from dnalm.fasta import open_maybe_gzip
 from dnalm.genome import Genome
 from dnalm.io import atomic_files
 
-_BASES = re.compile(r"^[ACGTNacgtn]+$")
 TABLE_COLUMNS = ("contig", "pos", "ref", "alt")
 
 
@@ -118,43 +119,268 @@ def is_vcf(path: str | Path) -> bool:
 
 
 def read_variants(path: str | Path, fields: Sequence[str] = ()) -> pd.DataFrame:
-    """VCF or table, by file name; ``fields``: INFO fields of a VCF, columns of a table."""
+    """VCF or table, by file name; ``fields``: INFO fields of a VCF, columns of a table.
+
+    Without ``fields`` the rows come from the streaming reader (:func:`iter_variants`)."""
+    if not fields:
+        frames = list(iter_variants(path))
+        return (pd.concat(frames, ignore_index=True) if len(frames) != 1 else frames[0])
     if is_vcf(path):
         return read_vcf(path, info=fields)
     return read_table(path, keep=fields)
 
 
 def check_against_genome(frame: pd.DataFrame, genome: Genome) -> pd.DataFrame:
-    """Add ``genome_contig``, ``start`` (0-based) and ``reason`` (empty = scorable)."""
+    """Add ``genome_contig``, ``start`` (0-based) and ``reason`` (empty = scorable).
+
+    Vectorised: contig names are resolved once per name, the allele checks are column
+    operations, and REF is compared with the genome one block of :data:`REF_BLOCK_BP` at a time
+    (not one fetch per variant). Reasons, first that applies: unknown contig, unsupported ALT,
+    unsupported REF, REF equals ALT, position outside the contig, REF mismatch.
+    """
     frame = frame.copy()
-    frame["ref"] = frame["ref"].astype(str).str.upper()
-    frame["alt"] = frame["alt"].astype(str).str.upper()
+    ref = frame["ref"].astype(str).str.upper()
+    alt = frame["alt"].astype(str).str.upper()
+    frame["ref"], frame["alt"] = ref, alt
     contigs = {c: genome.contigs.resolve(str(c)) for c in frame["contig"].unique()}
-    frame["genome_contig"] = frame["contig"].map(contigs)
-    frame["start"] = frame["pos"] - 1
-    reasons = []
-    for row in frame.itertuples(index=False):
-        reasons.append(_reason(row, genome))
-    frame["reason"] = reasons
+    frame["genome_contig"] = frame["contig"].map(contigs).astype(object)
+    frame["start"] = frame["pos"].astype("int64") - 1
+    n = len(frame)
+    placed = frame["genome_contig"].notna().to_numpy()
+    ref_np, alt_np = ref.to_numpy(dtype=object), alt.to_numpy(dtype=object)
+    alt_ok = alt.str.fullmatch("[ACGTN]+").fillna(False).to_numpy(dtype=bool)
+    ref_ok = ref.str.fullmatch("[ACGTN]+").fillna(False).to_numpy(dtype=bool)
+    same = ref_np == alt_np
+    lengths = frame["genome_contig"].map(genome.lengths).fillna(-1).to_numpy(dtype=np.int64)
+    starts = frame["start"].to_numpy()
+    ref_len = ref.str.len().to_numpy(dtype=np.int64)
+    inside = (starts >= 0) & (starts + ref_len <= lengths)
+    reason = np.full(n, "", dtype=object)
+    done = np.zeros(n, dtype=bool)
+
+    def mark(mask: np.ndarray, texts: Any) -> None:
+        new = mask & ~done
+        if new.any():
+            reason[new] = texts[new] if isinstance(texts, np.ndarray) else texts
+            done[new] = True
+
+    contig_text = frame["contig"].astype(str).to_numpy(dtype=object)
+    mark(~placed, "contig " + contig_text + " not in genome")
+    mark(~alt_ok, "unsupported allele " + alt_np + " (symbolic, missing or not ACGTN)")
+    mark(~ref_ok, "unsupported REF " + ref_np)
+    mark(same, "REF equals ALT")
+    mark(~inside, "position outside contig (length " + lengths.astype(str).astype(object) + ")")
+    candidates = np.flatnonzero(~done)
+    if len(candidates):
+        actual = genome_bases(genome, frame["genome_contig"].to_numpy(dtype=object)[candidates],
+                              starts[candidates], ref_len[candidates])
+        wrong = actual != ref_np[candidates]
+        reason[candidates[wrong]] = "REF mismatch: genome has " + actual[wrong]
+    frame["reason"] = reason
     return frame
 
 
-def _reason(row, genome: Genome) -> str:
-    if not isinstance(row.genome_contig, str):
-        return f"contig {row.contig} not in genome"
-    if not _BASES.match(row.alt):
-        return f"unsupported allele {row.alt} (symbolic, missing or not ACGTN)"
-    if not _BASES.match(row.ref):
-        return f"unsupported REF {row.ref}"
-    if row.ref == row.alt:
-        return "REF equals ALT"
-    length = genome.lengths[row.genome_contig]
-    if row.start < 0 or row.start + len(row.ref) > length:
-        return f"position outside contig (length {length})"
-    actual = genome.fetch(row.genome_contig, row.start, row.start + len(row.ref)).upper()
-    if actual != row.ref:
-        return f"REF mismatch: genome has {actual}"
-    return ""
+#: Bases fetched at once when checking REF alleles against the genome.
+REF_BLOCK_BP = 1 << 20
+
+
+def genome_bases(genome: Genome, contigs: np.ndarray, starts: np.ndarray,
+                 lengths: np.ndarray) -> np.ndarray:
+    """Upper-case genome bases ``[start, start + length)`` of each row, fetched a block of
+    :data:`REF_BLOCK_BP` at a time (rows in any order; single bases gathered vectorised)."""
+    out = np.empty(len(starts), dtype=object)
+    blocks = starts // REF_BLOCK_BP
+    frame = pd.DataFrame({"contig": contigs, "block": blocks})
+    for (contig, block), rows in frame.groupby(["contig", "block"], sort=False).indices.items():
+        lo = int(block) * REF_BLOCK_BP
+        hi = min(genome.lengths[contig], int((starts[rows] + lengths[rows]).max()))
+        seq = np.frombuffer(genome.fetch(contig, lo, hi).upper().encode("ascii"), dtype="S1")
+        single = rows[lengths[rows] == 1]
+        if len(single):
+            out[single] = seq[starts[single] - lo].astype(str).astype(object)
+        for row in rows[lengths[rows] != 1]:
+            a = int(starts[row]) - lo
+            out[row] = b"".join(seq[a:a + int(lengths[row])]).decode("ascii")
+    return out
+
+
+# --- streaming: variant files of any size in bounded memory ----------------------------------
+
+#: Bytes of variant text parsed per batch (about 300,000 sites-only VCF records).
+BATCH_BYTES = 16 << 20
+VARIANT_COLUMNS = ["record", "contig", "pos", "ref", "alt", "id"]
+
+
+def iter_variants(path: str | Path, *, batch_bytes: int = BATCH_BYTES) -> Iterator[pd.DataFrame]:
+    """The rows of :func:`read_variants` (no extra fields), a batch at a time.
+
+    VCF bodies and CSV/TSV tables are parsed by pyarrow's streaming CSV reader (multi-threaded,
+    columnar: no Python loop per record), Parquet tables a row group at a time; BCF goes
+    through htslib. ``record`` numbers the input records across batches, as
+    :func:`read_variants` does.
+    """
+    name = str(path)
+    if name.endswith(".bcf"):
+        yield read_vcf(path)
+    elif is_vcf(path):
+        yield from _iter_vcf_text(path, batch_bytes)
+    elif name.endswith(".parquet"):
+        yield from _iter_parquet_table(path)
+    else:
+        yield from _iter_text_table(path, batch_bytes)
+
+
+def _split_alts(record: np.ndarray, columns: dict[str, Any], alt: Any) -> pd.DataFrame:
+    """One row per (record, ALT) from arrow columns; ``alt`` comma-separated."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lists = pc.split_pattern(pc.utf8_trim_whitespace(alt), ",")
+    parents = pc.list_parent_indices(lists).to_numpy()
+    table = pa.table({"contig": pc.take(columns["contig"], parents),
+                      "pos": pc.take(columns["pos"], parents),
+                      "ref": pc.take(columns["ref"], parents),
+                      "alt": pc.list_flatten(lists),
+                      "id": pc.take(columns["id"], parents)})
+    frame = table.to_pandas()
+    frame.insert(0, "record", record[parents])
+    return frame
+
+
+def _vcf_header(path: str | Path) -> tuple[int, list[str]]:
+    """Lines before the body and the ``#CHROM`` line's column names."""
+    with open_maybe_gzip(path) as handle:
+        for count, raw in enumerate(handle, start=1):
+            if raw.startswith(b"#CHROM"):
+                return count, raw.decode("utf-8", "replace").rstrip("\r\n").lstrip("#").split("\t")
+            if not raw.startswith(b"##"):
+                break
+    raise InputFormatError("no #CHROM header line before the records", where=str(path))
+
+
+def _arrow_error(exc: Exception, path: str | Path, what: str) -> InputFormatError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputFormatError(f"cannot read {what} ({first})", where=str(path))
+
+
+def _iter_vcf_text(path: str | Path, batch_bytes: int) -> Iterator[pd.DataFrame]:
+    """VCF records as whole lines (pyarrow's CSV reader with no delimiter in VCF text), split
+    into their first five fields by a vectorised kernel: records may have fewer columns than
+    the header (sites without genotypes), and genotype columns are never parsed."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    skip, _ = _vcf_header(path)
+    handle = open_maybe_gzip(path)
+    try:
+        reader = pacsv.open_csv(
+            handle,
+            read_options=pacsv.ReadOptions(skip_rows=skip, column_names=["line"],
+                                           block_size=batch_bytes),
+            parse_options=pacsv.ParseOptions(delimiter="\x01", quote_char=False,
+                                             double_quote=False, escape_char=False),
+            convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()},
+                                                 strings_can_be_null=False))
+        offset = 0
+        for batch in reader:
+            fields = pc.split_pattern(pc.utf8_rtrim(batch.column(0), characters="\r"), "\t",
+                                      max_splits=5)
+            short = pc.less(pc.list_value_length(fields), 5)
+            if pc.any(short).as_py():
+                row = int(np.flatnonzero(short.to_numpy(zero_copy_only=False))[0])
+                raise InputFormatError(f"record {offset + row + 1} has fewer than 5 "
+                                       "tab-separated columns", where=str(path))
+            columns = {key: pc.list_element(fields, i)
+                       for i, key in enumerate(("contig", "pos", "id", "ref"))}
+            try:
+                columns["pos"] = pc.cast(columns["pos"], pa.int64())
+            except pa.ArrowInvalid as exc:
+                raise InputFormatError(f"POS is not an integer in a record of lines "
+                                       f"{skip + offset + 1}-{skip + offset + batch.num_rows} "
+                                       f"({str(exc).splitlines()[0]})", where=str(path)) from exc
+            record = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
+            offset += batch.num_rows
+            yield _split_alts(record, columns, pc.list_element(fields, 4))
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        raise _arrow_error(exc, path, "VCF") from exc
+    finally:
+        handle.close()
+
+
+def _table_columns(path: str | Path, names: Sequence[str]) -> None:
+    missing = [c for c in TABLE_COLUMNS if c not in names]
+    if missing:
+        raise InputFormatError(f"missing column(s) {', '.join(missing)}", where=str(path))
+
+
+def _iter_text_table(path: str | Path, batch_bytes: int) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    delimiter = "," if str(path).removesuffix(".gz").endswith(".csv") else "\t"
+    with open_maybe_gzip(path) as probe:
+        header = probe.readline().decode("utf-8", "replace").rstrip("\r\n").split(delimiter)
+    _table_columns(path, header)
+    wanted = [c for c in (*TABLE_COLUMNS, "id") if c in header]
+    handle = open_maybe_gzip(path)
+    try:
+        reader = pacsv.open_csv(
+            handle, read_options=pacsv.ReadOptions(block_size=batch_bytes),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=wanted,
+                column_types={"contig": pa.string(), "pos": pa.int64(), "ref": pa.string(),
+                              "alt": pa.string(), "id": pa.string()}))
+        offset = 0
+        for batch in reader:
+            yield _table_batch(batch, offset)
+            offset += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        if "pos" in str(exc) or "int64" in str(exc):
+            raise InputFormatError(f"column pos must hold integers ({str(exc).splitlines()[0]})",
+                                   where=str(path)) from exc
+        raise _arrow_error(exc, path, "variant table") from exc
+    finally:
+        handle.close()
+
+
+def _table_batch(batch: Any, offset: int) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = batch.schema.names
+    column = {c: batch.column(c) for c in names}
+    ids = column.get("id", pa.array(["."] * batch.num_rows, pa.string()))
+    record = np.arange(offset, offset + batch.num_rows, dtype=np.int64)
+    return _split_alts(record, {"contig": pc.cast(column["contig"], pa.string()),
+                                "pos": column["pos"], "ref": pc.cast(column["ref"], pa.string()),
+                                "id": pc.cast(ids, pa.string())},
+                       pc.cast(column["alt"], pa.string()))
+
+
+def _iter_parquet_table(path: str | Path) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise _arrow_error(exc, path, "variant table") from exc
+    names = handle.schema_arrow.names
+    _table_columns(path, names)
+    offset = 0
+    for batch in handle.iter_batches(columns=[c for c in (*TABLE_COLUMNS, "id") if c in names]):
+        pos = batch.column("pos")
+        if not pa.types.is_integer(pos.type):
+            whole = pc.all(pc.equal(pos, pc.floor(pos))).as_py() if len(pos) else True
+            if not whole:
+                raise InputFormatError("column pos must hold integers", where=str(path))
+        columns = {c: batch.column(c) for c in batch.schema.names}
+        columns["pos"] = pc.cast(pos, pa.int64())
+        yield _table_batch(pa.RecordBatch.from_pydict(columns), offset)
+        offset += batch.num_rows
 
 
 # --- writing the annotated VCF -------------------------------------------------------------
@@ -206,9 +432,87 @@ def annotate_vcf(
     several stages can be merged (``bcftools annotate``) without clashing. ``extra_fields``
     adds per-record INFO fields: (id, Number, Type, description, {record index: value}).
     """
-    vcf_out = Path(vcf_out)
     fields = fields or ((SCORE_FIELD, description, "score"),)
     entries = info_entries(scores, tuple(column for _, _, column in fields))
+    return _annotate(vcf_in, entries, vcf_out, fields, reason_field, extra_fields)
+
+
+def annotate_vcf_streaming(
+    vcf_in: str | Path,
+    scores_path: str | Path,
+    vcf_out: str | Path,
+    *,
+    description: str = "dnalm zero-shot score log p(alt) - log p(ref), per ALT allele",
+    fields: tuple[tuple[str, str, str], ...] | None = None,
+    reason_field: str = REASON_FIELD,
+    bucket_records: int = 1 << 18,
+) -> Path:
+    """:func:`annotate_vcf` for a score table of any size, in bounded memory.
+
+    The table (Parquet, in any row order) is first cut into buckets of ``bucket_records``
+    consecutive record numbers (temporary Parquet files, one row group at a time); the VCF is
+    then rewritten in one pass, loading each bucket when its first record comes up. Memory is
+    one row group plus one bucket, whatever the number of variants; time is linear.
+    """
+    import tempfile
+
+    fields = fields or ((SCORE_FIELD, description, "score"),)
+    columns = ["record", "alt", "reason", *dict.fromkeys(c for _, _, c in fields)]
+    out_dir = Path(vcf_out).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".buckets.", dir=out_dir) as tmp:
+        entries = _BucketedEntries(_bucket_scores(scores_path, columns, Path(tmp),
+                                                  bucket_records),
+                                   bucket_records, tuple(c for _, _, c in fields))
+        return _annotate(vcf_in, entries, vcf_out, fields, reason_field, ())
+
+
+def _bucket_scores(scores_path: str | Path, columns: list[str], tmp: Path,
+                   bucket_records: int) -> dict[int, list[Path]]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    buckets: dict[int, list[Path]] = {}
+    handle = pq.ParquetFile(scores_path)
+    for group in range(handle.num_row_groups):
+        table = handle.read_row_group(group, columns=columns)
+        keys = pc.divide(table["record"], bucket_records).to_numpy()
+        for key in np.unique(keys):
+            path = tmp / f"{int(key):08d}-{group:06d}.parquet"
+            pq.write_table(table.filter(keys == key), path)
+            buckets.setdefault(int(key), []).append(path)
+    return buckets
+
+
+class _BucketedEntries:
+    """``info_entries`` of one bucket of records at a time (records are asked for in order)."""
+
+    def __init__(self, buckets: dict[int, list[Path]], bucket_records: int,
+                 columns: tuple[str, ...]) -> None:
+        self.buckets, self.size, self.columns = buckets, bucket_records, columns
+        self.loaded: int | None = None
+        self.current: dict[int, dict[str, tuple[tuple[str, ...], str]]] = {}
+
+    def get(self, record: int, default: dict) -> dict:
+        key = record // self.size
+        if key != self.loaded:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            files = self.buckets.get(key, [])
+            frame = (pa.concat_tables([pq.read_table(f) for f in files]).to_pandas()
+                     if files else None)
+            self.current = info_entries(frame, self.columns) if frame is not None else {}
+            self.loaded = key
+        return self.current.get(record, default)
+
+
+def _annotate(vcf_in: str | Path, entries: Any, vcf_out: str | Path,
+              fields: tuple[tuple[str, str, str], ...], reason_field: str,
+              extra_fields: Sequence[tuple[str, str, str, str, dict[int, str]]]) -> Path:
+    """Write ``vcf_in`` with the per-allele ``entries`` (anything with ``.get(record,
+    default)``) as INFO fields, bgzip and tabix-index it, atomically."""
+    vcf_out = Path(vcf_out)
     declarations = [
         f'##INFO=<ID={field_id},Number=A,Type=Float,Description="{text}">'
         for field_id, text, _ in fields

@@ -42,9 +42,8 @@ import pyarrow.parquet as pq
 
 from dnalm.errors import ConfigError
 from dnalm.finetune.settings import EffectSettings
-from dnalm.genome import Genome, read_fai
+from dnalm.genome import Genome
 from dnalm.io import atomic_file, write_table
-from dnalm.regions import in_region, plan_regions
 from dnalm.score.vep import place_windows, reverse_complement, window_bases, window_sequences
 
 log = logging.getLogger(__name__)
@@ -239,32 +238,27 @@ def _columns(frame: pd.DataFrame) -> list[str]:
     return [*KEY_COLUMNS, "score", "score_fwd", "score_rev", *extra]
 
 
-def effects_region(run_dir: str | Path, genome_path: str | Path, variants_path: str | Path,
-                   out_parquet: str | Path, *, settings: EffectSettings, region: int = 0,
-                   n_regions: int | None = None, match_chr_prefix: bool = True,
-                   gpus: int | None = None) -> pd.DataFrame:
-    """Effects of the variants in region ``region`` of ``n_regions`` (``settings.regions``);
-    variants on no contig of the genome are reported by region 0, so every input row is in
-    exactly one region table. What ``dnalm variant-effects`` and the workflow's region jobs run.
-    """
+def effects_region(run_dir: str | Path, genome_path: str | Path,
+                   variants_path: str | Path | None, out_parquet: str | Path, *,
+                   settings: EffectSettings, partition: str | Path | None = None, job: int = 0,
+                   match_chr_prefix: bool = True, gpus: int | None = None) -> pd.DataFrame:
+    """Effects of one job's variants: job ``job`` of a partition (:mod:`dnalm.partition`, the
+    workflow's region jobs, shared with zero-shot scoring), or every variant of
+    ``variants_path`` (``dnalm variant-effects``)."""
     from dnalm.finetune.predict import is_finetuned_run
     from dnalm.finetune.train import load_finetuned
-    from dnalm.variants import check_against_genome, read_variants
+    from dnalm.partition import job_variants
 
     if not is_finetuned_run(run_dir):
         raise ConfigError("not a fine-tuning run (no adapter/, model/ or merged/ with "
                           "dnalm_finetune.json)", where=str(run_dir))
-    n_regions = n_regions or settings.regions
     run = load_finetuned(run_dir, gpus=gpus)
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
-        checked = check_against_genome(read_variants(variants_path), genome)
-        pieces = plan_regions(read_fai(genome_path), n_regions)[region]
-        unplaced = ~checked["genome_contig"].apply(lambda c: isinstance(c, str)).to_numpy()
-        mine = in_region(checked, pieces) | (unplaced & (region == 0))
-        table = effect_table(run, genome, checked[mine], settings)
+        subset = job_variants(genome, variants_path=variants_path, partition=partition, job=job)
+        table = effect_table(run, genome, subset, settings)
     table = table[_columns(table)]
     _write(table, _metadata(run_dir, run, settings), out_parquet)
-    log.info("region %d/%d: %d variants, %d with an effect", region + 1, n_regions, len(table),
+    log.info("job %d: %d variants, %d with an effect", job, len(table),
              int(table["score"].notna().sum()))
     return table
 
@@ -285,10 +279,9 @@ def gather_effects(parts: list[str | Path], out_parquet: str | Path) -> int:
 def effects_vcf(table_path: str | Path, vcf_in: str | Path, vcf_out: str | Path) -> Path:
     """The input VCF with ``DNALM_FT`` (log-odds change of the chosen class, or the value's
     change), ``DNALM_FT_DP`` (probability change) and ``DNALM_FT_SKIP`` per ALT allele."""
-    from dnalm.variants import annotate_vcf
+    from dnalm.variants import annotate_vcf_streaming
 
     meta = json.loads((pq.read_schema(table_path).metadata or {}).get(b"dnalm", b"{}"))
-    frame = pd.read_parquet(table_path)
     run = Path(str(meta.get("run", "?"))).name
     if meta.get("problem") == "regression":
         fields = ((INFO_SCORE, f"dnalm fine-tuned run {run}: predicted value alt - ref", "score"),)
@@ -300,8 +293,8 @@ def effects_vcf(table_path: str | Path, vcf_in: str | Path, vcf_out: str | Path)
             (INFO_PROB, f"dnalm fine-tuned run {run}: probability of class {name} alt - ref",
              f"delta_prob_{c}"),
         )
-    return annotate_vcf(vcf_in, frame.sort_values("record", kind="stable"), vcf_out,
-                        fields=fields, reason_field=INFO_SKIP)
+    return annotate_vcf_streaming(vcf_in, table_path, vcf_out, fields=fields,
+                                  reason_field=INFO_SKIP)
 
 
 # --------------------------------------------------------------------------------------------

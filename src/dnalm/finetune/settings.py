@@ -227,8 +227,8 @@ class EffectSettings:
     input, as its tokenizer reads the genome. ``windows``: ``centred`` on each variant, or
     ``tiled`` (nearby variants share a reference window; saturation always tiles).
     ``average_strands``: the mean of the forward and reverse-complement windows' outputs.
-    ``regions``: region jobs per variant set. ``map_max_bp``: mutation-map pictures draw
-    regions up to this length.
+    ``map_max_bp``: mutation-map pictures draw regions up to this length. Region jobs follow
+    the variant set's partition (``scoring.regions`` / ``variants_per_job``).
     """
 
     class_index: int = 1
@@ -236,7 +236,6 @@ class EffectSettings:
     window_bp: int | None = None
     windows: str = "centred"
     batch_size: int | None = None
-    regions: int = 1
     map_max_bp: int = 600
 
     def __post_init__(self) -> None:
@@ -244,7 +243,7 @@ class EffectSettings:
                   "window_bp": self.window_bp is None or self.window_bp >= 1,
                   "windows": self.windows in EFFECT_WINDOWS,
                   "batch_size": self.batch_size is None or self.batch_size >= 1,
-                  "regions": self.regions >= 1, "map_max_bp": self.map_max_bp >= 1}
+                  "map_max_bp": self.map_max_bp >= 1}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ConfigError(f"effects setting(s) out of range: {', '.join(bad)}")

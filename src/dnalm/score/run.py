@@ -10,18 +10,23 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dnalm.genome import Genome, read_fai
+from dnalm.genome import Genome
 from dnalm.io import atomic_file
-from dnalm.regions import in_region, plan_regions
+from dnalm.partition import job_variants
 from dnalm.runtime import pick_device
 from dnalm.score.lm import MaskedLM
-from dnalm.score.saturation import read_bed, saturation_variants, write_position_bigwig
+from dnalm.score.saturation import (
+    bed_jobs,
+    read_bed,
+    saturation_variants,
+    write_position_bigwig,
+)
 from dnalm.score.settings import ScoreConfig
 from dnalm.score.vep import score_variants, unscored
-from dnalm.variants import annotate_vcf, check_against_genome, read_variants
+from dnalm.variants import annotate_vcf_streaming
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +43,22 @@ def _write(frame: pd.DataFrame, path: str | Path) -> None:
 def score_vcf_region(
     model_dir: str | Path,
     genome_path: str | Path,
-    variants_path: str | Path,
+    variants_path: str | Path | None,
     out_parquet: str | Path,
     *,
     cfg: ScoreConfig,
-    region: int = 0,
-    n_regions: int = 1,
+    partition: str | Path | None = None,
+    job: int = 0,
     match_chr_prefix: bool = True,
     gpus: int | None = None,
     trust_remote_code: bool = False,
 ) -> pd.DataFrame:
-    """Score the variants that fall in region ``region`` of ``n_regions`` (see ``regions``).
-
-    Variants that cannot be placed on the genome (unknown contig) are reported by region 0, so
-    every input row appears exactly once across the regions.
-    """
+    """Score one job's variants: job ``job`` of a partition (:mod:`dnalm.partition`, what the
+    workflow's region jobs read), or every variant of ``variants_path`` (``dnalm
+    score-variants``). Rows that cannot be scored keep their reason; no model is loaded when
+    nothing is scorable."""
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
-        checked = check_against_genome(read_variants(variants_path), genome)
-        pieces = plan_regions(read_fai(genome_path), n_regions)[region]
-        unplaced = ~checked["genome_contig"].apply(lambda c: isinstance(c, str))
-        mine = in_region(checked, pieces) | (unplaced.to_numpy() & (region == 0))
-        subset = checked[mine]
+        subset = job_variants(genome, variants_path=variants_path, partition=partition, job=job)
         if subset["reason"].eq("").any():
             lm = MaskedLM(model_dir, device=pick_device(gpus), trust_remote_code=trust_remote_code)
             table = score_variants(lm, genome, subset, cfg)
@@ -66,37 +66,87 @@ def score_vcf_region(
             table = unscored(subset, cfg.mode)  # nothing to score: no model loaded
     table = table.reindex(columns=SCORE_COLUMNS)
     _write(table, out_parquet)
-    log.info("region %d/%d: %d variants, %d scored", region + 1, n_regions, len(table),
-             int(table["score"].notna().sum()))
+    log.info("job %d: %d variants, %d scored", job, len(table), int(table["score"].notna().sum()))
     return table
 
 
 def gather_scores(region_parquets: list[str | Path], out_parquet: str | Path) -> int:
-    """Merge region tables (streamed, one at a time, in input order) into one Parquet file."""
+    """Merge region tables into one Parquet file, streamed: one row group at a time, so memory
+    does not grow with the table; skipped variants are counted by reason on the way."""
+    rows, skipped = 0, {}
     with atomic_file(out_parquet) as tmp:
         writer = None
-        for part in region_parquets:
-            table = pq.read_table(part)
-            table = table.cast(pa.schema([f for f in table.schema]))
+        try:
+            for part in region_parquets:
+                handle = pq.ParquetFile(part)
+                for group in range(handle.num_row_groups):
+                    table = handle.read_row_group(group)
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    writer.write_table(table.cast(writer.schema))
+                    rows += table.num_rows
+                    unscored_rows = table.filter(pc.is_null(table["score"], nan_is_null=True))
+                    for item in pc.value_counts(unscored_rows["reason"]).to_pylist():
+                        skipped[item["values"]] = skipped.get(item["values"], 0) + item["counts"]
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
-            writer.write_table(table.cast(writer.schema))
-        if writer is None:
-            raise ValueError("no region tables to gather")
-        writer.close()
-    small = pd.read_parquet(out_parquet, columns=["record", "alt", "score", "reason"])
-    skipped = small[small["score"].isna()]
-    log.info("gathered %d variants from %d regions: %d scored, %d skipped", len(small),
-             len(region_parquets), len(small) - len(skipped), len(skipped))
-    for reason, count in skipped["reason"].value_counts().items():
+                raise ValueError("no region tables to gather")
+        finally:
+            if writer is not None:
+                writer.close()
+    n_skipped = sum(skipped.values())
+    log.info("gathered %d variants from %d regions: %d scored, %d skipped", rows,
+             len(region_parquets), rows - n_skipped, n_skipped)
+    for reason, count in sorted(skipped.items(), key=lambda kv: -kv[1]):
         log.info("  skipped %d: %s", count, reason)
-    return len(small)
+    return rows
 
 
 def annotate_from_table(table: str | Path, vcf_in: str | Path, vcf_out: str | Path) -> Path:
-    """The input VCF with the gathered scores as INFO fields (``.vcf.gz`` + ``.tbi``)."""
-    small = pd.read_parquet(table, columns=["record", "alt", "score", "reason"])
-    return annotate_vcf(vcf_in, small.sort_values("record", kind="stable"), vcf_out)
+    """The input VCF with the gathered scores as INFO fields (``.vcf.gz`` + ``.tbi``), in one
+    streaming pass (:func:`dnalm.variants.annotate_vcf_streaming`)."""
+    return annotate_vcf_streaming(vcf_in, table, vcf_out)
+
+
+SATURATION_COLUMNS = ["id", "contig", "pos", "ref", "alt", "score", "mode", "reason", "window"]
+
+
+def saturate_job(
+    model_dir: str | Path,
+    genome_path: str | Path,
+    bed_path: str | Path,
+    out_parquet: str | Path,
+    *,
+    cfg: ScoreConfig,
+    job: int = 0,
+    bases_per_job: int | None = None,
+    match_chr_prefix: bool = True,
+    gpus: int | None = None,
+    trust_remote_code: bool = False,
+) -> pd.DataFrame:
+    """Saturation mutagenesis of job ``job``'s share of the BED regions
+    (:func:`dnalm.score.saturation.bed_jobs`) → Parquet, a row per position × alternative."""
+    lm = MaskedLM(model_dir, device=pick_device(gpus), trust_remote_code=trust_remote_code)
+    tiled = dataclasses.replace(cfg, windows="tiled")
+    with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
+        variants = saturation_variants(genome, bed_jobs(read_bed(bed_path), bases_per_job)[job])
+        table = score_variants(lm, genome, variants, tiled)
+    frame = table[SATURATION_COLUMNS].rename(columns={"id": "region"})
+    _write(frame, out_parquet)
+    return frame
+
+
+def gather_saturation(parts: list[str | Path], genome_path: str | Path, out_parquet: str | Path,
+                      out_bigwig: str | Path, *, match_chr_prefix: bool = True) -> int:
+    """Saturation job tables → one Parquet (streamed, :func:`gather_scores`) and the bigWig of
+    the per-position mean score over the alternatives."""
+    rows = gather_scores(parts, out_parquet)
+    scores = pd.read_parquet(out_parquet, columns=["contig", "pos", "score"])
+    with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
+        names = {c: genome.contigs.resolve(str(c)) for c in scores["contig"].unique()}
+        scores["genome_contig"] = scores["contig"].map(names)
+        scores["start"] = scores["pos"] - 1
+        write_position_bigwig(scores, genome, out_bigwig)
+    return rows
 
 
 def saturate_regions(
@@ -111,13 +161,15 @@ def saturate_regions(
     gpus: int | None = None,
     trust_remote_code: bool = False,
 ) -> pd.DataFrame:
-    """Saturation mutagenesis of BED regions → Parquet (position × alternative) and bigWig."""
-    lm = MaskedLM(model_dir, device=pick_device(gpus), trust_remote_code=trust_remote_code)
-    tiled = dataclasses.replace(cfg, windows="tiled")
-    with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
-        variants = saturation_variants(genome, read_bed(bed_path))
-        table = score_variants(lm, genome, variants, tiled)
-        write_position_bigwig(table, genome, out_bigwig)
-    columns = ["id", "contig", "pos", "ref", "alt", "score", "mode", "reason", "window"]
-    _write(table[columns].rename(columns={"id": "region"}), out_parquet)
-    return table
+    """Saturation mutagenesis of BED regions in one job (``dnalm saturate``) → Parquet
+    (position × alternative) and bigWig."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=".saturate.", dir=Path(out_parquet).parent) as tmp:
+        part = Path(tmp) / "0.parquet"
+        frame = saturate_job(model_dir, genome_path, bed_path, part, cfg=cfg,
+                             match_chr_prefix=match_chr_prefix, gpus=gpus,
+                             trust_remote_code=trust_remote_code)
+        gather_saturation([part], genome_path, out_parquet, out_bigwig,
+                          match_chr_prefix=match_chr_prefix)
+    return frame

@@ -45,6 +45,37 @@ def read_bed(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["contig", "start", "end", "name"])
 
 
+def bed_jobs(regions: pd.DataFrame, bases_per_job: int | None) -> list[pd.DataFrame]:
+    """The BED regions cut into jobs of about ``bases_per_job`` bases (one job if None), in BED
+    order; an interval that crosses a job boundary is cut there. Each piece keeps its region's
+    name, so a job's rows name the region they belong to. Saturation windows are tiled on the
+    genome (:func:`dnalm.score.vep.place_windows`), so cutting changes no score."""
+    if bases_per_job is None:
+        return [regions]
+    lengths = (regions["end"] - regions["start"]).to_numpy()
+    before = np.concatenate([[0], np.cumsum(lengths)])
+    n_jobs = max(1, int(np.ceil(before[-1] / bases_per_job)))
+    jobs = []
+    for job in range(n_jobs):
+        lo, hi = job * bases_per_job, min((job + 1) * bases_per_job, int(before[-1]))
+        rows = []
+        for i, region in enumerate(regions.itertuples(index=False)):
+            a, b = max(lo, int(before[i])), min(hi, int(before[i + 1]))
+            if a < b:
+                offset = int(region.start) - int(before[i])
+                rows.append((region.contig, a + offset, b + offset, region.name))
+        jobs.append(pd.DataFrame(rows, columns=["contig", "start", "end", "name"]))
+    return jobs
+
+
+def count_bed_jobs(bed_path: str | Path, bases_per_job: int | None) -> int:
+    """How many jobs :func:`bed_jobs` makes of a BED file (the workflow asks when it plans)."""
+    if bases_per_job is None:
+        return 1
+    regions = read_bed(bed_path)
+    return max(1, int(np.ceil(int((regions["end"] - regions["start"]).sum()) / bases_per_job)))
+
+
 def saturation_variants(genome: Genome, regions: pd.DataFrame) -> pd.DataFrame:
     """All SNVs of the regions, already checked (``genome_contig``, ``start``, ``reason``)."""
     frames = []

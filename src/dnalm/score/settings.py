@@ -10,8 +10,11 @@ from dnalm.errors import ConfigError
 
 MODES = ("masked-marginal", "wt-marginal", "pll")
 WINDOW_STRATEGIES = ("centred", "tiled")
+#: ``scoring.saturation.<name>`` keys that wire the jobs, not the scores.
+SATURATION_JOB_KEYS = ("genome", "bed", "bases_per_job")
 #: ``scoring`` keys that wire the workflow (which models, variant sets, region jobs), not scores.
-WORKFLOW_KEYS = ("models", "variants", "saturation", "regions")
+WORKFLOW_KEYS = ("models", "variants", "saturation", "regions", "variants_per_job",
+                 "partition_bins")
 
 
 @dataclass(frozen=True)
@@ -46,5 +49,34 @@ def score_config(section: Mapping[str, Any], overrides: Mapping[str, Any] | None
     from dnalm.config import settings_from
 
     values = {k: v for k, v in section.items() if k not in WORKFLOW_KEYS}
-    values.update({k: v for k, v in (overrides or {}).items() if k not in ("genome", "bed")})
+    values.update({k: v for k, v in (overrides or {}).items() if k not in SATURATION_JOB_KEYS})
     return settings_from(ScoreConfig, values, where="scoring")
+
+
+@dataclass(frozen=True)
+class PartitionSettings:
+    """How a variant set is cut into region jobs (:mod:`dnalm.partition`).
+
+    ``regions`` jobs of equal genome length; or, with ``variants_per_job``, as many jobs as it
+    takes to give each about that many scorable variants, formed from ``bins`` consecutive
+    stretches of the genome (``partition_bins``, the most jobs there can be).
+    """
+
+    regions: int = 2
+    variants_per_job: int | None = None
+    partition_bins: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.regions < 1 or self.partition_bins < 1:
+            raise ConfigError("regions and partition_bins must be >= 1")
+        if self.variants_per_job is not None and self.variants_per_job < 1:
+            raise ConfigError("variants_per_job must be >= 1")
+
+
+def partition_settings(section: Mapping[str, Any]) -> PartitionSettings:
+    """``PartitionSettings`` from the ``scoring`` section's job-planning keys."""
+    from dnalm.config import settings_from
+
+    keys = ("regions", "variants_per_job", "partition_bins")
+    return settings_from(PartitionSettings, {k: section[k] for k in keys if k in section},
+                         where="scoring")
