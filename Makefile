@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
+# a Snakemake killed with kill -9 leaves its lock: cleared first when no snakemake runs here
 run: $(STAMP)
+	@$(BIN)/python -m dnalm.workflow_lock
 	$(BIN)/snakemake --cores $(CORES) --printshellcmds
 	@$(BIN)/python -m dnalm.results
 

@@ -36,7 +36,9 @@ for _name, _spec in PRETRAIN["models"].items():
 
 
 def pretrain_targets():
-    return [paths.model_dir(name) + "/model.safetensors" for name in PRETRAIN["models"]]
+    # markov.parquet too: a model finalized before the Markov baselines existed gets them
+    return [paths.model_dir(name) + f"/{file}" for name in PRETRAIN["models"]
+            for file in ("model.safetensors", "markov.parquet")]
 
 
 def pretrain_inputs(wildcards):
@@ -77,12 +79,15 @@ rule pretrain_segment:
 rule finalize_model:
     input:
         segments=lambda wc: [paths.segment_dir(wc.model, n) for n in range(n_segments(wc.model))],
+        # the Markov baselines' train/validation split: the chunks of the pretraining genomes
+        chunks=lambda wc: [paths.chunks(g) for g in pretrain_genomes(wc.model)],
     output:
         weights=paths.model_dir() + "/model.safetensors",
         config=paths.model_dir() + "/config.json",
         tokenizer=paths.model_dir() + "/tokenizer.json",
         tokenizer_meta=paths.model_dir() + "/dnalm_tokenizer.json",
         metrics=paths.model_dir() + "/metrics.parquet",
+        markov=paths.model_dir() + "/markov.parquet",
         curve=report(paths.model_dir() + "/loss_curve.png", category="Pretraining",
                      caption="../report/pretraining.rst", labels={"model": "{model}"}),
     log:

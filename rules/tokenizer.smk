@@ -1,6 +1,8 @@
 # Tokenizers (BPE trained on training chunks, k-mer, NT k-mer, single nucleotide, pretrained),
 # their statistics on the validation split, and tokenized shards per genome.
 
+from dnalm.tokenizers.spec import parse_spec
+
 TOKENIZERS = config["tokenizers"]
 
 
@@ -14,6 +16,10 @@ def tokenizer_spec(name):
 
 
 for _name in TOKENIZERS:
+    try:  # every kind-specific setting checked now, not when build_tokenizer runs
+        parse_spec(tokenizer_spec(_name), seed=config["seed"])
+    except DnalmError as _error:
+        sys.exit(f"dnalm: error: tokenizers.{_name}: {_error}")
     for _genome in tokenizer_genomes(_name):
         if _genome not in GENOMES:
             sys.exit(f"dnalm: error: tokenizers.{_name}.genomes: {_genome!r} is not in the genome "

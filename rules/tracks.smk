@@ -19,6 +19,8 @@ def track_targets():
     for name, spec in TRACKS.items():
         base = paths.track(spec["genome"], name)
         targets += [f"{base}.parquet", f"{base}.bedgraph", f"{base}.bw", f"{base}.png"]
+        if spec.get("tss_bed"):
+            targets.append(f"{base}_tss.json")
     return targets
 
 
@@ -66,3 +68,18 @@ rule gather_track:
         runtime=runtime_for("gather_track"),
     script:
         "../scripts/gather_track.py"
+
+
+rule track_tss_enrichment:
+    input:
+        track=paths.track() + ".parquet",
+        tss=lambda wc: TRACKS[wc.track]["tss_bed"],
+    output:
+        paths.track() + "_tss.json",
+    log:
+        paths.log("tracks", "{genome}_{track}_tss"),
+    benchmark:
+        paths.benchmark("tracks", "{genome}_{track}_tss")
+    threads: 1
+    script:
+        "../scripts/track_tss.py"

@@ -7,7 +7,9 @@ from dnalm.train.finalize import finalize
 
 
 def main(sm) -> None:
-    finalize(Path(sm.output.weights).parent, list(sm.input.segments))
+    # chunks: the pretraining genomes' chunk directories, for the Markov baselines
+    chunks = list(getattr(sm.input, "chunks", None) or []) or None
+    finalize(Path(sm.output.weights).parent, list(sm.input.segments), chunk_dirs=chunks)
 
 
 run_script(snakemake, main)

@@ -8,7 +8,8 @@ from dnalm.score.settings import partition_settings
 
 def main(sm) -> None:
     partition_variants(sm.input.variants, sm.input.fasta, sm.output[0],
-                       settings=partition_settings(sm.params.settings), match_chr_prefix=sm.params.match_chr_prefix)
+                       settings=partition_settings(sm.params.settings),
+                       match_chr_prefix=sm.params.match_chr_prefix)
 
 
 run_script(snakemake, main)

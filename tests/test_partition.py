@@ -258,3 +258,26 @@ def test_partition_manifest_is_written_last(genome, tmp_path: Path) -> None:
     partition_variants(good, path, tmp_path / "p", settings=PartitionSettings())
     manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert manifest["n_rows"] == len(read_variants(good))
+
+
+def test_a_set_without_records_gives_empty_jobs_and_outputs(genome, tmp_path: Path) -> None:
+    """A VCF emptied by filtering (header only): every job and the gathered table are empty,
+    the annotated VCF is the header; nothing fails."""
+    from dnalm.score.run import gather_scores
+    from dnalm.score.settings import ScoreConfig
+    from dnalm.score.vep import unscored
+
+    path, _ = genome
+    vcf = _write_vcf(tmp_path / "empty.vcf", [])
+    manifest = partition_variants(vcf, path, tmp_path / "p", settings=PartitionSettings())
+    assert manifest["n_rows"] == 0 and n_jobs(tmp_path / "p") == 2
+    parts = []
+    for job in range(2):
+        frame = unscored(read_job(tmp_path / "p", job), ScoreConfig().mode)
+        assert frame.empty
+        frame.to_parquet(tmp_path / f"{job}.parquet")
+        parts.append(tmp_path / f"{job}.parquet")
+    assert gather_scores(parts, tmp_path / "all.parquet") == 0
+    annotate_vcf_streaming(vcf, tmp_path / "all.parquet", tmp_path / "out.vcf.gz")
+    with gzip.open(tmp_path / "out.vcf.gz", "rt") as handle:
+        assert [line for line in handle if not line.startswith("#")] == []

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -42,6 +43,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                 for a, b in random_chunks(hi - lo, 70, 1000, seed=1)]
         paths[split] = root / "tokens" / split
         toydata.write_token_shards(paths[split], rows, rows_per_shard=150)
+        # the same chunks as a chunk directory (sequence column), for the Markov baselines
+        (root / "chunks" / split).mkdir(parents=True)
+        sequences = [seq[lo + a : lo + b] for a, b in random_chunks(hi - lo, 70, 1000, seed=1)]
+        pq.write_table(pa.table({"sequence": sequences}),
+                       root / "chunks" / split / "part-00000.parquet")
+    paths["chunks"] = root / "chunks"
     kmer_rows = [("chr20", 0, 500, encode_kmers(seq[:500], 3))]
     paths["kmer_train"] = root / "kmer_tokens"
     toydata.write_token_shards(paths["kmer_train"], kmer_rows)
@@ -95,10 +102,19 @@ def test_tiny_model_pretrains_on_the_demo_genome(demo: dict[str, Path], tmp_path
     assert 1 <= len(progress) <= 10  # every 10 %, at most one line a second
     assert sum("step 20: loss" in r.getMessage() for r in caplog.records) == 1
     assert summary["end_step"] == 30 and summary["tokens"] == 30 * 8 * 64  # packed: no padding
-    result = finalize(tmp_path, existing_segments(tmp_path))
+    result = finalize(tmp_path, existing_segments(tmp_path), chunk_dirs=[demo["chunks"]])
     assert result["initial_val_loss"] == pytest.approx(math.log(10), abs=0.3)  # 10-token vocab
     assert result["final_val_loss"] < result["initial_val_loss"] - 0.5
+    # one base per character token: nats per base equal nats per token
+    assert result["final_val_loss_per_base"] == pytest.approx(result["final_val_loss"])
+    markov = pq.read_table(tmp_path / "markov.parquet").to_pylist()
+    assert result["markov"] == markov and [r["k"] for r in markov] == [0, 1, 2, 3, 4, 5]
+    assert all(1.0 < r["nats_per_base"] < math.log(4) + 0.01 for r in markov)
+    assert markov[0]["n_train_bases"] > 250_000 and markov[0]["n_val_bases"] > 30_000
+    stored = pq.read_schema(tmp_path / "metrics.parquet").metadata[b"dnalm.markov"]
+    assert json.loads(stored) == markov
     metrics = pq.read_table(tmp_path / "metrics.parquet").to_pylist()
+    assert metrics[-1]["val_loss_per_base"] == pytest.approx(metrics[-1]["val_loss"])
     assert [r["step"] for r in metrics] == [0, 10, 20, 30]
     assert all(r["tokens_per_s"] > 0 for r in metrics[1:])
     assert metrics[-1]["val_perplexity"] == pytest.approx(math.exp(metrics[-1]["val_loss"]))

@@ -76,6 +76,8 @@ COVERAGE: dict[str, tuple[str, ...]] = {
     "python -m dnalm.results": (f"{HERE}::test_dnalm_commands_run_as_written",),
     "python -c": (f"{HERE}::test_dnalm_commands_run_as_written",),
     "snakemake --report": (f"{DEMO}::test_report_renders_in_headless_chromium",),
+    # resuming after Snakemake itself was killed
+    "snakemake --unlock": ("tests/test_hostile_io.py::test_stale_lock_after_kill_is_cleared",),
     # a custom genome
     "printf": (f"{HERE}::test_custom_genome_walkthrough",),
     "snakemake --cores 8 --dry-run": (

@@ -27,13 +27,18 @@ def demo(tmp_path_factory) -> Path:
                  warmup_steps=5, val_max_batches=5)
     tokenizers = dict(config["tokenizers"])
     tokenizers["bpe"] = dict(tokenizers["bpe"], vocab_size=512)
+    clinvar = REPO / "data/clinvar_chr20"
     variants = {"demo_1kg": {"genome": "demo",
-                             "path": str(REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf")}}
+                             "path": str(REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf")},
+                "clinvar_chr20": {"genome": "clinvar20", "path": str(
+                    clinvar / "clinvar_pathogenic_vs_gnomad_common_chr20.vcf")}}
     workdir.mkdir(parents=True)
     (workdir / "tss60.bed").write_text(f"{DEMO_CONTIG}\t219290\t219350\ttss60\n")
     saturation = {"tss60": {"genome": "demo", "bed": str(workdir / "tss60.bed"),
                             "mode": "wt-marginal"}}
-    make_workdir(workdir, {"demo": str(DEMO_FASTA)}, tokenizers=tokenizers,
+    make_workdir(workdir, {"demo": str(DEMO_FASTA),
+                           "clinvar20": str(clinvar / "chr20_sites_3kb.fa.gz")},
+                 tokenizers=tokenizers,
                  pretraining={"models": {"demo": model}},
                  scoring={"variants": variants, "regions": 1, "saturation": saturation},
                  effects={**config["effects"], "saturation": ["tss60"]},
@@ -191,8 +196,8 @@ def test_embeddings_and_predictions_of_the_promoters(demo: Path) -> None:
 
 
 def test_finetuned_variant_effects_and_mutation_map(demo: Path, tmp_path: Path) -> None:
-    """Every demo SNV gets the LoRA run's effect (two region jobs, gathered), equal to the
-    effects computed in one process; the annotated VCF carries them; the 60-bp mutation map
+    """Every demo SNV gets the LoRA run's effect (the partition's region job, gathered), equal
+    to the effects computed in one process; the annotated VCF carries them; the 60-bp mutation map
     has 3 rows a position, a bigWig and a picture."""
     import gzip
 
@@ -220,11 +225,26 @@ def test_finetuned_variant_effects_and_mutation_map(demo: Path, tmp_path: Path) 
     assert (base / "saturation/tss60_map.png").stat().st_size > 5000
 
 
+def test_clinvar_sites_evaluated_beside_chance(demo: Path) -> None:
+    """The 48 labelled ClinVar/gnomAD SNVs scored zero-shot by the model and by the LoRA run's
+    effects, evaluated against their labels with intervals and chance levels."""
+    table = pd.read_parquet(demo / "results/evaluation/clinvar_chr20.parquet")
+    overall = table[table["stratum"] == "(all)"].set_index(["model", "kind"])
+    assert {("demo", "zero-shot"), ("human_enhancers_cohn/demo", "effects")} <= set(overall.index)
+    for _, row in overall.iterrows():
+        assert row["n"] == 48 and row["n_positive"] == 27 and row["n_unscored"] == 0
+        assert row["auroc_low"] <= row["auroc"] <= row["auroc_high"]
+        assert row["auroc_chance"] == 0.5 and row["auprc_chance"] == pytest.approx(27 / 48)
+    assert (demo / "results/evaluation/clinvar_chr20.html").is_file()
+    assert (demo / "results/evaluation/clinvar_chr20_curves.png").stat().st_size > 5000
+
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--virtual-time-budget=8000"]
 REPORT_SECTIONS = ["Genomes", "Tokenizers", "Pretraining", "Fine-tuning", "Variant scores",
-                   "Tracks", "Embeddings", "Predictions", "Fine-tuned variant effects"]
+                   "Tracks", "Embeddings", "Predictions", "Fine-tuned variant effects",
+                   "Evaluation"]
 
 
 def test_report_renders_in_headless_chromium(demo: Path, tmp_path: Path) -> None:

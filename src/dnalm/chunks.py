@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pysam
 
-from dnalm.errors import ConfigError
+from dnalm.errors import ConfigError, InputFormatError
 from dnalm.genome import read_fai
 from dnalm.io import PARQUET_COMPRESSION, PARQUET_COMPRESSION_LEVEL, atomic_dir, part_name
 
@@ -49,7 +49,7 @@ CHUNK_SCHEMA = pa.schema(
 # Byte translation tables (``bytes.translate`` runs at memory speed): IUPAC ambiguity codes other
 # than ACGTN become N (lowercase ones n), U becomes T, optional upper-casing, and the complement
 # used for reverse-complement copies.
-_ACGTN_MAP = {**{c: "N" for c in "RYKMSWBDHV-*."}, **{c: "n" for c in "rykmswbdhv"},
+_ACGTN_MAP = {**{c: "N" for c in "RYKMSWBDHV"}, **{c: "n" for c in "rykmswbdhv"},
               "U": "T", "u": "t"}
 TO_ACGTN = bytes.maketrans(
     "".join(_ACGTN_MAP).encode(), "".join(_ACGTN_MAP.values()).encode()
@@ -117,6 +117,12 @@ class ChunkConfig:
             raise ConfigError(f"invalid chunk length {self.length!r}")
         if not 0 <= self.overlap < lo:
             raise ConfigError(f"overlap must be >= 0 and below the minimum chunk length ({lo})")
+        if self.min_length > lo:
+            # every chunk (fixed length) or every draw below it (a range) would be cut only to
+            # be dropped: a run that "succeeds" with no or fewer chunks than it asked for
+            raise ConfigError(f"min_length {self.min_length} is longer than the shortest chunk "
+                              f"({lo} bp): it drops only tails shorter than a chunk, so it must "
+                              f"be at most {lo}")
         if self.softmask not in {"keep", "upper"}:
             raise ConfigError(f"softmask must be 'keep' or 'upper', not {self.softmask!r}")
         if not 0 <= self.max_n_fraction <= 1:
@@ -315,6 +321,7 @@ def _block_table(fasta: pysam.FastaFile, genome: str, block: Block,
     raw = fasta.fetch(block.contig, region_start, region_end).encode("ascii")
     if len(raw) != region_end - region_start:
         raise ConfigError(f"contig {block.contig} shorter than its index says")
+    _refuse_gaps(raw, block.contig, region_start, fasta.filename)
     raw = raw.translate(TO_ACGTN_UPPER if cfg.softmask == "upper" else TO_ACGTN)
     arr = np.frombuffer(raw, dtype=np.uint8)
     rel_starts = block.starts - region_start
@@ -353,6 +360,19 @@ def _block_table(fasta: pysam.FastaFile, genome: str, block: Block,
     ]
     bases = int((rel_ends - rel_starts).sum()) * len(parts)
     return (pa.concat_tables(tables) if len(tables) > 1 else tables[0]), dropped_n, bases
+
+
+def _refuse_gaps(raw: bytes, contig: str, offset: int, path: bytes | str) -> None:
+    """A FASTA indexed by hand (``samtools faidx``, not ``dnalm prepare-genome``) may hold gaps
+    or stops; chunks must not count them as bases (:data:`dnalm.fasta.GAP_CHARACTERS`)."""
+    from dnalm.fasta import GAP_CHARACTERS, invalid_base_message
+
+    found = [i for i in (raw.find(c) for c in GAP_CHARACTERS) if i >= 0]
+    if found:
+        at = min(found)
+        where = path.decode() if isinstance(path, bytes) else str(path)
+        raise InputFormatError(invalid_base_message(chr(raw[at]), contig, offset + at + 1),
+                               where=where)
 
 
 def _string_array(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:

@@ -20,7 +20,7 @@ from dnalm.chunks import SPLIT_MODES, ChunkConfig, SplitConfig
 from dnalm.coding.settings import MODES as CODING_MODES
 from dnalm.coding.settings import CodingSettings
 from dnalm.config import field_default
-from dnalm.errors import DnalmError
+from dnalm.errors import DnalmError, describe_error
 from dnalm.finetune.settings import (
     DEFAULT_LEARNING_RATE,
     METHODS,
@@ -75,7 +75,9 @@ def _add_download(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--md5", help="expected MD5 of the downloaded file")
     p.add_argument("--retries", type=int, default=5, help="retries after transient failures")
     p.add_argument("--backoff", type=float, default=2.0, help="first back-off in seconds")
-    p.add_argument("--timeout", type=float, default=60.0, help="per-attempt time-out in seconds")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds a connection or read may wait; an attempt that brings less "
+                   "than 1 KiB/s over this period is cut and retried")
     p.set_defaults(handler=_run_download)
 
 
@@ -366,6 +368,9 @@ def _add_finalize_model(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", type=Path, help="the run's directory (results/models/<name>)")
     p.add_argument("segments", nargs="+", type=Path,
                    help="the checkpoint directories of every job, from job 0 on")
+    p.add_argument("--chunks", nargs="+", type=Path, metavar="DIR",
+                   help="chunk directories (results/genomes/<g>/chunks) of the pretraining "
+                        "genomes: adds the order-0..5 Markov baselines (markov.parquet)")
     p.set_defaults(handler=_run_finalize_model)
 
 
@@ -374,7 +379,8 @@ def _run_finalize_model(args: argparse.Namespace) -> None:
 
     from dnalm.train.finalize import finalize
 
-    print(json.dumps(finalize(args.model_dir, args.segments), indent=2))
+    print(json.dumps(finalize(args.model_dir, args.segments, chunk_dirs=args.chunks),
+                     indent=2))
 
 
 # --- fine-tuning --------------------------------------------------------------------------
@@ -418,6 +424,9 @@ def _add_finetune(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="run the checkpoint's own code, for a directory dnalm does not recognise")
     p.add_argument("--baseline-dir", type=Path, help="also train the k-mer baseline here")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="drop rows that cannot train (no or NaN label, a sequence that is not "
+                   "DNA) with a warning counting them, instead of refusing the first")
     p.set_defaults(handler=_run_finetune)
 
 
@@ -429,7 +438,8 @@ def _run_finetune(args: argparse.Namespace) -> None:
             "target_modules": args.target_modules.split(",") if args.target_modules else None}
     metrics = finetune_from_paths(
         args.task_dir, args.model, args.out, problem=args.problem,
-        baseline_dir=args.baseline_dir, method=args.method, lora=lora, epochs=args.epochs,
+        baseline_dir=args.baseline_dir, drop_invalid=args.drop_invalid, method=args.method,
+        lora=lora, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         max_length=args.max_length, patience=args.patience, seed=args.seed,
         threads=args.threads, trust_remote_code=args.trust_remote_code, merge=args.merge,
@@ -446,7 +456,8 @@ def _add_score_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path,
                    help="Hugging Face masked-LM directory (with its tokenizer)")
     p.add_argument("--genome", required=True, type=Path,
-                   help="genome FASTA: bgzipped with .fai/.gzi (dnalm prepare-genome) or plain")
+                   help="genome FASTA: bgzipped with .fai/.gzi (dnalm prepare-genome) or plain; "
+                   "a plain-gzip one is copied bgzipped once, to dnalm-genome-cache/")
     score = functools.partial(field_default, ScoreConfig)
     p.add_argument("--mode", choices=SCORE_MODES, default=score("mode"))
     p.add_argument("--window-bp", type=int, help="window in bp (default: fill the model input)")
@@ -508,16 +519,23 @@ def _check_inputs(*paths: Path) -> None:
 
 def _run_score_variants(args: argparse.Namespace) -> None:
     from dnalm.score.run import score_vcf_region
-    from dnalm.variants import annotate_vcf
+    from dnalm.variants import annotate_vcf, check_annotatable
 
     _check_inputs(args.model, args.genome, args.vcf)
+    if args.annotated_vcf:
+        check_annotatable(args.vcf)  # before scoring: a failed command leaves no output
     _torch_threads(args)
     table = score_vcf_region(args.model, args.genome, args.vcf, args.out, cfg=_score_cfg(args),
                              match_chr_prefix=not args.no_chr_match,
                              gpus=0 if args.cpu else None,
                              trust_remote_code=args.trust_remote_code)
     if args.annotated_vcf:
-        annotate_vcf(args.vcf, table.sort_values("record", kind="stable"), args.annotated_vcf)
+        try:
+            annotate_vcf(args.vcf, table.sort_values("record", kind="stable"),
+                         args.annotated_vcf)
+        except BaseException:
+            args.out.unlink(missing_ok=True)
+            raise
     scored = int(table["score"].notna().sum())
     print(f"{args.out}: {scored} of {len(table)} variants scored")
     for reason, count in table.loc[table["score"].isna(), "reason"].value_counts().items():
@@ -562,7 +580,9 @@ def _add_sequence_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", type=Path, help="FASTA (plain/gzip), table with a sequence column "
                    "(.csv/.tsv/.parquet) or BED intervals (with --genome)")
     p.add_argument("--out", required=True, type=Path, help="output Parquet table")
-    p.add_argument("--genome", type=Path, help="genome of BED input (bgzipped + .fai, or plain)")
+    p.add_argument("--genome", type=Path,
+                   help="genome of BED input (bgzipped + .fai, or plain; plain gzip is copied "
+                   "bgzipped once, to dnalm-genome-cache/)")
     p.add_argument("--format", choices=["fasta", "table", "bed"],
                    help="input format (default: from the file name)")
     p.add_argument("--sequence-column", default="sequence", help="table input: sequence column")
@@ -675,7 +695,8 @@ def _add_effect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", required=True, type=Path,
                    help="fine-tuning run directory (adapter/, model/ or merged/)")
     p.add_argument("--genome", required=True, type=Path,
-                   help="genome FASTA: bgzipped with .fai/.gzi (dnalm prepare-genome) or plain")
+                   help="genome FASTA: bgzipped with .fai/.gzi (dnalm prepare-genome) or plain; "
+                   "a plain-gzip one is copied bgzipped once, to dnalm-genome-cache/")
     p.add_argument("--class-index", type=int, default=effect("class_index"),
                    help="class whose log-odds change is the score (default %(default)s); "
                    "every class's changes are in the table")
@@ -722,14 +743,21 @@ def _add_variant_effects(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_variant_effects(args: argparse.Namespace) -> None:
     from dnalm.finetune.effects import effects_region, effects_vcf
+    from dnalm.variants import check_annotatable
 
     _check_inputs(args.run, args.genome, args.vcf)
+    if args.annotated_vcf:
+        check_annotatable(args.vcf)  # before scoring: a failed command leaves no output
     _torch_threads(args)
     table = effects_region(args.run, args.genome, args.vcf, args.out,
                            settings=_effect_settings(args),
                            match_chr_prefix=not args.no_chr_match, gpus=0 if args.cpu else None)
     if args.annotated_vcf:
-        effects_vcf(args.out, args.vcf, args.annotated_vcf)
+        try:
+            effects_vcf(args.out, args.vcf, args.annotated_vcf)
+        except BaseException:
+            args.out.unlink(missing_ok=True)
+            raise
     print(f"{args.out}: {int(table['score'].notna().sum())} of {len(table)} variants scored")
     for reason, count in table.loc[table["score"].isna(), "reason"].value_counts().items():
         print(f"  skipped {count}: {reason}")
@@ -904,7 +932,8 @@ def _add_score_coding(subparsers: argparse._SubParsersAction) -> None:
             "--out coding.parquet",
         ],
     )
-    p.add_argument("--genome", required=True, type=Path, help="FASTA (plain or bgzipped)")
+    p.add_argument("--genome", required=True, type=Path, help="FASTA (plain, bgzipped, or gzip: "
+                   "copied bgzipped once, to dnalm-genome-cache/)")
     p.add_argument("--annotation", required=True, type=Path, help="GTF or GFF3 with CDS rows")
     p.add_argument("--vcf", required=True, type=Path, help="VCF or contig,pos,ref,alt table")
     p.add_argument("--model", action="append", type=Path, default=[],
@@ -1051,6 +1080,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _random_access_genome(args: argparse.Namespace) -> None:
+    """Point ``--genome`` at a bgzipped, indexed copy when the file given cannot be read at
+    random (a plain-gzip download from UCSC or Ensembl): every command that takes ``--genome``
+    fetches regions from it. The copy is made once and reused
+    (:func:`dnalm.genome.random_access_genome`)."""
+    genome = getattr(args, "genome", None)
+    if not isinstance(genome, Path) or not genome.is_file():
+        return  # absent: the command says so
+    from dnalm.genome import random_access_genome
+
+    out = getattr(args, "out", None)
+    args.genome = random_access_genome(genome, cache_dirs=[out.parent] if out else [])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dnalm`` script."""
     from dnalm.logs import setup_logging
@@ -1062,15 +1105,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(verbose=args.verbose)
     try:
+        _random_access_genome(args)
         status = args.handler(args)
-    except DnalmError as exc:
-        if args.debug:
-            raise
-        print(f"dnalm: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("dnalm: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # one line for every failure (a traceback helps only a developer: --debug shows it)
+        if args.debug:
+            raise
+        line = describe_error(exc)
+        if not isinstance(exc, DnalmError | OSError):
+            line += f" (run `dnalm --debug {args.command} ...` for the traceback)"
+        print(f"dnalm: error: {line}", file=sys.stderr)
+        return 1
     return int(status or 0)
 
 

@@ -31,8 +31,35 @@ CHUNK_BYTES = 1 << 20
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
+#: An attempt fails (and is retried) when less than this many bytes per second arrive over a
+#: whole time-out period. The socket time-out alone bounds only the wait for *each* read, so a
+#: server trickling a byte every half second would hold an attempt open forever.
+MIN_BYTES_PER_SECOND = 1024
+
+
 class _Transient(Exception):
     """A failure worth retrying."""
+
+
+class _RateGuard:
+    """Counts the bytes of one attempt and fails it when a period of ``timeout`` seconds brings
+    fewer than :data:`MIN_BYTES_PER_SECOND` per second: a slow but steady link passes, a
+    stalled or trickling one is cut after one period (plus at most one socket time-out)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.period = max(float(timeout), 0.001)
+        self.began = time.monotonic()
+        self.bytes = 0
+
+    def add(self, n: int) -> None:
+        self.bytes += n
+        elapsed = time.monotonic() - self.began
+        if elapsed < self.period:
+            return
+        if self.bytes < MIN_BYTES_PER_SECOND * elapsed:
+            raise _Transient(f"too slow: {self.bytes} bytes in {elapsed:.1f} s (the time-out "
+                             f"period needs at least {MIN_BYTES_PER_SECOND} bytes/s)")
+        self.began, self.bytes = time.monotonic(), 0
 
 
 def _bar(url: str, length: str | None) -> Progress:
@@ -51,12 +78,15 @@ def _http_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes
                 raise DownloadError(f"HTTP {response.status_code} {response.reason} for {url}")
             expected = response.headers.get("Content-Length")
             written = 0
+            guard = _RateGuard(timeout)
             with _bar(url, expected) as bar, open(dest, "wb") as out:
-                for piece in response.raw.stream(CHUNK_BYTES, decode_content=False):
+                # read1: whatever one socket read brings, so the guard sees a trickle at once
+                while piece := response.raw.read1(CHUNK_BYTES, decode_content=False):
                     out.write(piece)
                     on_bytes(piece)
                     written += len(piece)
                     bar.update(len(piece))
+                    guard.add(len(piece))
             if expected is not None and written != int(expected):
                 raise _Transient(f"connection closed after {written} of {expected} bytes")
             return written
@@ -73,11 +103,14 @@ def _ftp_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes]
               _bar(url, response.headers.get("Content-Length")) as bar,
               open(dest, "wb") as out):
             written = 0
-            while piece := response.read(CHUNK_BYTES):
+            guard = _RateGuard(timeout)
+            read = getattr(response, "read1", response.read)
+            while piece := read(CHUNK_BYTES):
                 out.write(piece)
                 on_bytes(piece)
                 written += len(piece)
                 bar.update(len(piece))
+                guard.add(len(piece))
             return written
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise _Transient(str(exc)[:200]) from exc

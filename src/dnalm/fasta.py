@@ -31,9 +31,22 @@ BLOCK_BYTES = 4 << 20
 LINE_WIDTH = 60
 #: IUPAC nucleotide codes accepted in input FASTA (either case); anything else is an error.
 IUPAC = b"ACGTNRYKMSWBDHVU"
+#: Alignment gaps and stops: not bases. Counted as bases they would shift every coordinate after
+#: them (a VCF's POS, a BED interval), so a genome holding them is refused, never rewritten.
+GAP_CHARACTERS = b"-*."
 _VALID = np.zeros(256, dtype=bool)
-for _c in IUPAC + IUPAC.lower() + b"-*.":
+for _c in IUPAC + IUPAC.lower():
     _VALID[_c] = True
+
+
+def invalid_base_message(char: str, contig: str, position: int) -> str:
+    """The one line for a character that is not a base (``position`` 1-based)."""
+    if char.encode("latin-1", "replace") in GAP_CHARACTERS:
+        return (f"contig {contig!r}: gap or stop character {char!r} at position {position} is "
+                "not a base (it would shift every coordinate after it); remove it, or write N "
+                "for unknown bases")
+    return (f"contig {contig!r}: invalid character {char!r} at position {position} (not an "
+            "IUPAC nucleotide code)")
 _HEADER_RE = re.compile(rb"(?m)^>[^\n]*(?:\n|$)")
 
 
@@ -210,6 +223,18 @@ class _Wrapper:
         self.carry = b""
 
 
+def _refuse_overwriting_input(source: str | Path, outputs: Sequence[Path], where: str) -> None:
+    """Outputs replace their targets when complete: one that is the input (by any path: a
+    symlink, ``./x.fa``) would destroy the only copy of the genome."""
+    source = Path(source)
+    for out in outputs:
+        same = out.resolve() == source.resolve() or (
+            out.exists() and source.exists() and out.samefile(source))
+        if same:
+            raise InputFormatError(f"output {out} is the input FASTA itself: name another "
+                                   "output path", where=where)
+
+
 def prepare_genome(
     source_path: str | Path,
     fasta_out: str | Path,
@@ -228,6 +253,7 @@ def prepare_genome(
     fasta_out = Path(fasta_out)
     where = f"genome {genome_id} ({source_path})"
     outputs = [fasta_out, Path(f"{fasta_out}.fai"), Path(f"{fasta_out}.gzi")]
+    _refuse_overwriting_input(source_path, [*outputs, Path(stats_out)], where)
     stats: list[ContigStats] = []
     seen: set[str] = set()
     with atomic_files(*outputs) as (tmp_fa, tmp_fai, tmp_gzi):
@@ -250,8 +276,7 @@ def prepare_genome(
                         offset = int(np.flatnonzero(~_VALID[arr])[0])
                         char = chr(arr[offset])
                         raise InputFormatError(
-                            f"contig {name!r}: invalid character {char!r} at position "
-                            f"{st.length + offset + 1} (not an IUPAC nucleotide code)",
+                            invalid_base_message(char, name, st.length + offset + 1),
                             where=where,
                         )
                     st.counts += counts

@@ -206,14 +206,7 @@ def _read_bed(path: str | Path, genome_path: str | Path,
                                        "integers", where=where) from None
             if strand not in ("+", "-", "."):
                 raise InputFormatError(f"strand {strand!r} is not +, - or .", where=where)
-            contig = genome.contigs.resolve(chrom)
-            if contig is None:
-                raise InputFormatError(f"contig {chrom!r} is not in genome {genome.path}",
-                                       where=where)
-            length = genome.lengths[contig]
-            if not 0 <= start < end <= length:
-                raise InputFormatError(f"interval {start}-{end} is empty or outside {contig} "
-                                       f"(length {length:,})", where=where)
+            contig = genome.interval(chrom, start, end, where=where)
             seq = genome.fetch(contig, start, end)
             sequences.append(reverse_complement(seq) if strand == "-" else seq)
             shown = f"{chrom}:{start}-{end}" + (f"({strand})" if strand != "." else "")

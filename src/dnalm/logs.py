@@ -17,9 +17,26 @@ T = TypeVar("T")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _NoTraceback(logging.Formatter):
+    """Format a record without its traceback: the terminal gets one line per error, the log
+    file (formatted by a plain formatter) keeps the traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None,
+                                            "exc_text": None})
+        return super().format(record)
+
+
 def setup_logging(log_files: Sequence[str] = (), *, verbose: bool = False) -> None:
-    """Send ``dnalm`` log records to stderr and to each file in ``log_files``."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Send ``dnalm`` log records to stderr and to each file in ``log_files``.
+
+    With log files, stderr leaves tracebacks out (they go to the files only).
+    """
+    stderr = logging.StreamHandler(sys.stderr)
+    if log_files:
+        stderr.setFormatter(_NoTraceback(FORMAT))
+    handlers: list[logging.Handler] = [stderr]
     handlers += [logging.FileHandler(path, mode="w") for path in log_files]
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format=FORMAT, handlers=handlers,
@@ -32,22 +49,27 @@ def setup_logging(log_files: Sequence[str] = (), *, verbose: bool = False) -> No
 def run_script(sm: object, main: Callable[[object], object]) -> None:
     """Run a Snakemake ``script:`` body with logging to the rule's log file.
 
-    A user error (``DnalmError``) is written to the log and stderr as one line and the job exits
-    with status 1 (Snakemake then deletes its outputs); anything else is a bug and keeps its
-    traceback, in the log too.
+    Every failure is one line ``dnalm: error: <file or record>: <reason>`` in the log and on
+    stderr, and the job exits with status 1 (Snakemake then deletes its outputs). A user error
+    (``DnalmError``) or a system one (``OSError``: a full disk, a read-only directory) needs
+    nothing more; anything else is a bug, whose traceback goes to the rule's log file (not to
+    the terminal, where Snakemake's own report follows).
     """
-    from dnalm.errors import DnalmError
+    from dnalm.errors import DnalmError, describe_error
 
-    setup_logging(list(getattr(sm, "log", [])))
+    log_files = list(getattr(sm, "log", []))
+    setup_logging(log_files)
     logger = logging.getLogger("dnalm")
     try:
         main(sm)
-    except DnalmError as exc:
-        logger.error("dnalm: error: %s", exc)
+    except (DnalmError, OSError) as exc:
+        logger.error("dnalm: error: %s", describe_error(exc))
         sys.exit(1)
-    except Exception:
-        logger.exception("unexpected failure (a bug: please report it with this log)")
-        raise
+    except Exception as exc:
+        where = f"; traceback in {log_files[0]}" if log_files else ""
+        logger.error("dnalm: error: %s (a bug: please report it with the log%s)",
+                     describe_error(exc), where, exc_info=True)
+        sys.exit(1)
 
 
 class Progress:

@@ -36,7 +36,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dnalm.errors import ConfigError, InputFormatError
+from dnalm.errors import ConfigError
 from dnalm.genome import Genome, read_fai
 from dnalm.io import atomic_dir
 from dnalm.score.settings import PartitionSettings
@@ -93,8 +93,10 @@ def partition_variants(variants_path: str | Path, genome_path: str | Path, out_d
                        *, settings: PartitionSettings, match_chr_prefix: bool = True,
                        batch_bytes: int | None = None) -> dict[str, Any]:
     """Read, check and partition a variant file (see the module docstring); returns the
-    manifest. The directory appears only when complete."""
-    from dnalm.variants import BATCH_BYTES, check_against_genome, iter_variants
+    manifest. The directory appears only when complete. A VCF out of tabix order is refused
+    here (:class:`dnalm.variants.SortCheck`), before any scoring: its annotated copy could not
+    be indexed."""
+    from dnalm.variants import BATCH_BYTES, SortCheck, check_against_genome, is_vcf, iter_variants
 
     began = time.perf_counter()
     contigs = read_fai(genome_path)
@@ -102,11 +104,14 @@ def partition_variants(variants_path: str | Path, genome_path: str | Path, out_d
     rows, scorable = np.zeros(n_bins, np.int64), np.zeros(n_bins, np.int64)
     reasons: dict[str, int] = {}
     n_records = 0
+    order = SortCheck(str(variants_path)) if is_vcf(variants_path) else None
     with atomic_dir(out_dir) as tmp, Genome(genome_path, match_chr_prefix=match_chr_prefix) as g:
         for index, batch in enumerate(iter_variants(variants_path,
                                                     batch_bytes=batch_bytes or BATCH_BYTES)):
             if not len(batch):
                 continue
+            if order is not None:
+                order.update(batch)
             checked = check_against_genome(batch, g)
             bins = assign_bins(checked, contigs, n_bins)
             ok = checked["reason"].to_numpy() == ""
@@ -116,8 +121,8 @@ def partition_variants(variants_path: str | Path, genome_path: str | Path, out_d
                 reasons[reason] = reasons.get(reason, 0) + int(count)
             n_records = int(checked["record"].iloc[-1]) + 1
             _write_batch(tmp, index, checked, bins)
-        if not rows.sum():
-            raise InputFormatError("no variant records", where=str(variants_path))
+        if not rows.sum():  # a set emptied by filtering: empty jobs and tables, not an error
+            log.warning("%s: no variant records", variants_path)
         jobs = plan_jobs(scorable, settings)
         manifest = {"source": str(variants_path), "genome": str(genome_path),
                     "settings": asdict(settings), "n_bins": n_bins, "n_records": n_records,

@@ -31,7 +31,7 @@ import pysam
 from dnalm.errors import InputFormatError
 from dnalm.fasta import open_maybe_gzip
 from dnalm.genome import Genome
-from dnalm.io import atomic_files
+from dnalm.io import atomic_files, scratch_dir
 
 TABLE_COLUMNS = ("contig", "pos", "ref", "alt")
 
@@ -124,6 +124,9 @@ def read_variants(path: str | Path, fields: Sequence[str] = ()) -> pd.DataFrame:
     Without ``fields`` the rows come from the streaming reader (:func:`iter_variants`)."""
     if not fields:
         frames = list(iter_variants(path))
+        if not frames:  # a header and no records: an empty table, as the workflow gives
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("record", "pos") else object)
+                                 for c in VARIANT_COLUMNS})
         return (pd.concat(frames, ignore_index=True) if len(frames) != 1 else frames[0])
     if is_vcf(path):
         return read_vcf(path, info=fields)
@@ -235,12 +238,17 @@ def _split_alts(record: np.ndarray, columns: dict[str, Any], alt: Any) -> pd.Dat
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    # a missing ALT (null in Parquet, empty in a table) is the VCF's "." and keeps its row:
+    # split_pattern gives null lists no item, which would drop the record without a word
+    alt = pc.fill_null(pc.cast(alt, pa.string()), ".")
     lists = pc.split_pattern(pc.utf8_trim_whitespace(alt), ",")
+    flat = pc.list_flatten(lists)
+    flat = pc.if_else(pc.equal(flat, ""), ".", flat)
     parents = pc.list_parent_indices(lists).to_numpy()
     table = pa.table({"contig": pc.take(columns["contig"], parents),
                       "pos": pc.take(columns["pos"], parents),
                       "ref": pc.take(columns["ref"], parents),
-                      "alt": pc.list_flatten(lists),
+                      "alt": flat,
                       "id": pc.take(columns["id"], parents)})
     frame = table.to_pandas()
     frame.insert(0, "record", record[parents])
@@ -383,6 +391,67 @@ def _iter_parquet_table(path: str | Path) -> Iterator[pd.DataFrame]:
         offset += batch.num_rows
 
 
+# --- sort order: what the annotated VCF's tabix index needs ----------------------------------
+
+
+class SortCheck:
+    """Refuses, batch by batch, variants out of VCF order: each contig's records in one run,
+    positions non-decreasing within it (what ``tabix`` needs; contigs in any order).
+
+    The annotated VCF is the input rewritten and tabix-indexed, so an unsorted input would
+    fail at the very end, after hours of scoring; checking while the variants are first read
+    (partitioning, or before ``dnalm score-variants`` scores) refuses it before any work, with
+    one line naming the first record out of order.
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.seen: set[str] = set()
+        self.last: tuple[str, int] | None = None
+
+    def update(self, batch: pd.DataFrame) -> None:
+        """Check the next batch (rows of :func:`iter_variants`, in file order)."""
+        if not len(batch):
+            return
+        contig = batch["contig"].astype(str).to_numpy(dtype=object)
+        pos = batch["pos"].to_numpy(dtype=np.int64)
+        record = batch["record"].to_numpy(dtype=np.int64)
+        prev_contig = np.concatenate([[self.last[0] if self.last else None], contig[:-1]])
+        prev_pos = np.concatenate([[self.last[1] if self.last else 0], pos[:-1]])
+        starts = np.flatnonzero(contig != prev_contig)
+        back = np.flatnonzero((contig == prev_contig) & (pos < prev_pos))
+        first_back = int(back[0]) if len(back) else len(contig)
+        for i in starts:
+            if i > first_back:
+                break
+            if contig[i] in self.seen:
+                self._refuse(int(record[i]), contig[i], int(pos[i]),
+                             f"returns to contig {contig[i]} after records on {prev_contig[i]}")
+            self.seen.add(contig[i])
+        if len(back):
+            self._refuse(int(record[first_back]), contig[first_back], int(pos[first_back]),
+                         f"comes after {prev_contig[first_back]}:{prev_pos[first_back]}")
+        self.last = (contig[-1], int(pos[-1]))
+
+    def _refuse(self, record: int, contig: str, pos: int, what: str) -> None:
+        raise InputFormatError(f"not sorted: record {record + 1} ({contig}:{pos}) {what}; "
+                               "the annotated VCF is tabix-indexed, which needs each "
+                               "contig's records together and by position: sort it first "
+                               "(`bcftools sort`)", where=self.where)
+
+
+def check_annotatable(path: str | Path) -> None:
+    """Refuse, before any scoring, an input that no annotated VCF can be written for: a table
+    or BCF (the VCF is rewritten as text) or records out of tabix order (:class:`SortCheck`,
+    streamed). A command that would fail only after writing its table leaves no output."""
+    if not is_vcf(path) or str(path).endswith(".bcf"):
+        raise InputFormatError("an annotated VCF needs a VCF input (.vcf, .vcf.gz), not a table "
+                               "or BCF (`bcftools view` converts a BCF)", where=str(path))
+    check = SortCheck(str(path))
+    for batch in iter_variants(path):
+        check.update(batch)
+
+
 # --- writing the annotated VCF -------------------------------------------------------------
 
 SCORE_FIELD = "DNALM"
@@ -454,13 +523,11 @@ def annotate_vcf_streaming(
     then rewritten in one pass, loading each bucket when its first record comes up. Memory is
     one row group plus one bucket, whatever the number of variants; time is linear.
     """
-    import tempfile
-
     fields = fields or ((SCORE_FIELD, description, "score"),)
     columns = ["record", "alt", "reason", *dict.fromkeys(c for _, _, c in fields)]
     out_dir = Path(vcf_out).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".buckets.", dir=out_dir) as tmp:
+    with scratch_dir(out_dir, f"{Path(vcf_out).name}.buckets") as tmp:
         entries = _BucketedEntries(_bucket_scores(scores_path, columns, Path(tmp),
                                                   bucket_records),
                                    bucket_records, tuple(c for _, _, c in fields))
@@ -539,28 +606,34 @@ def _annotate(vcf_in: str | Path, entries: Any, vcf_out: str | Path,
 
 
 def _write_text(vcf_in, plain: Path, entries, declarations, extra_fields, names) -> None:
+    """The VCF text with the INFO column of each record extended.
+
+    Lines are copied as bytes, never decoded: a header or record in Latin-1 (or any other
+    encoding; VCF headers come from many tools) comes out byte-identical, and only the added
+    INFO entries (ASCII) are written by dnalm.
+    """
     field_ids, reason_field = names
     missing = ((".",) * len(field_ids), "not_scored")
     record = -1
-    with open_maybe_gzip(vcf_in) as src, open(plain, "w") as out:
+    with open_maybe_gzip(vcf_in) as src, open(plain, "wb") as out:
         for raw in src:
-            line = raw.decode().rstrip("\n").rstrip("\r")
-            if line.startswith("##"):
-                out.write(line + "\n")
+            line = raw.rstrip(b"\n").rstrip(b"\r")
+            if line.startswith(b"##"):
+                out.write(line + b"\n")
                 continue
-            if line.startswith("#"):
-                out.write("\n".join(declarations) + "\n" + line + "\n")
+            if line.startswith(b"#"):
+                out.write("\n".join(declarations).encode() + b"\n" + line + b"\n")
                 continue
             if not line.strip():
                 continue
             record += 1
-            cols = line.split("\t")
+            cols = line.split(b"\t")
             if len(cols) < 8:
                 raise InputFormatError(f"record {record + 1} has fewer than 8 columns",
                                        where=str(vcf_in))
-            alts = cols[4].split(",")
+            alts = cols[4].decode("latin-1").split(",")
             found = entries.get(record, {})
-            values = [found.get(a.upper(), missing) for a in alts]
+            values = [found.get(a.upper() or ".", missing) for a in alts]
             added = [f"{field_id}={','.join(v[j] for v, _ in values)}"
                      for j, field_id in enumerate(field_ids)]
             if any(r != "." for _, r in values):
@@ -568,6 +641,6 @@ def _write_text(vcf_in, plain: Path, entries, declarations, extra_fields, names)
             for field_id, _, _, _, by_record in extra_fields:
                 if record in by_record:
                     added.append(f"{field_id}={by_record[record]}")
-            info = [] if cols[7] in ("", ".") else [cols[7]]
-            cols[7] = ";".join(info + added)
-            out.write("\t".join(cols) + "\n")
+            info = [] if cols[7] in (b"", b".") else [cols[7]]
+            cols[7] = b";".join(info + [a.encode() for a in added])
+            out.write(b"\t".join(cols) + b"\n")

@@ -6,6 +6,11 @@ RefSeq/UCSC GTFs leave the stop codon out of the last CDS row and give it as a `
 so stop-codon intervals are added to the coding intervals. A transcript that fails a check (length
 not a multiple of 3, internal stop, missing start or stop codon where annotated) is kept with its
 ``reason`` and never translated, so no variant is ever scored on a wrong protein.
+
+The attribute syntax (GTF ``key "value";`` or GFF3 ``key=value``) is read from the content, not
+the file name. A coding row that names no transcript is refused with its line number rather than
+skipped (a lost exon would renumber every later residue); a GFF3 row with ``Parent=a,b`` belongs
+to both transcripts; reading stops at a GFF3 ``##FASTA`` section.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ from __future__ import annotations
 import gzip
 import logging
 import re
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -25,7 +33,12 @@ from dnalm.genome import Genome
 
 log = logging.getLogger(__name__)
 
-_GTF_ATTR = re.compile(r'(\S+)\s+"([^"]*)"')
+#: GTF attributes: ``key "value";`` (unquoted ``key value;`` too, as some tools write).
+_GTF_ATTR = re.compile(r'([^\s;"]+)\s+(?:"([^"]*)"|([^\s;"]+))')
+#: How column 9 starts in each syntax: ``key=`` (GFF3) or ``key value`` (GTF).
+_GFF3_FIRST = re.compile(r'\s*[^\s=;"]+=')
+_GTF_FIRST = re.compile(r'\s*[^\s=;"]+\s+("|[^\s=;"]+\s*(;|$))')
+_CODING_KINDS = ("CDS", "start_codon", "stop_codon")
 _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
 
@@ -77,15 +90,18 @@ class CodingTranscript:
         return [(int(pos[a]), int(pos[b]) + 1) for a, b in zip(starts, ends, strict=True)]
 
 
-def _open_text(path: Path):
+def _open_text(path: Path) -> TextIO:
     with open(path, "rb") as fh:
         magic = fh.read(2)
     return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)
 
 
 def _attributes(text: str, gff3: bool) -> dict[str, str]:
+    """Column 9 as a dict. GFF3 values are percent-decoded only after the caller splits
+    multi-valued ones (``Parent=a,b``) on commas, so an encoded ``%2C`` stays inside a name."""
     if not gff3:
-        return dict(_GTF_ATTR.findall(text))
+        return {k: (quoted if quoted or not bare else bare)
+                for k, quoted, bare in _GTF_ATTR.findall(text)}
     out = {}
     for item in text.strip().strip(";").split(";"):
         if "=" in item:
@@ -94,29 +110,65 @@ def _attributes(text: str, gff3: bool) -> dict[str, str]:
     return out
 
 
-def _is_gff3(path: Path, first_rows: list[str]) -> bool:
-    if path.name.lower().removesuffix(".gz").endswith((".gff3", ".gff")):
-        return True
-    return any("=" in row.split("\t")[8] and '"' not in row.split("\t")[8] for row in first_rows)
+def _syntax(attributes: str) -> str | None:
+    """``gff3`` (``key=value``) or ``gtf`` (``key "value";``) from one row's column 9, None when
+    the column says neither (``.``, a lone word).
+
+    Judged from the content, never the file name: aligners and gene finders write GTF syntax
+    into files named ``.gff``, and a GFF3 saved as ``.gtf`` exists too.
+    """
+    if _GFF3_FIRST.match(attributes):
+        return "gff3"
+    if _GTF_FIRST.match(attributes):
+        return "gtf"
+    return None
+
+
+def _data_lines(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, 9 columns)`` of each feature line (1-based numbers count every physical
+    line, so they point into the file); stops at a GFF3 ``##FASTA`` section or a bare FASTA
+    header, which may follow the features."""
+    try:
+        with _open_text(path) as fh:
+            for number, line in enumerate(fh, 1):
+                if line.startswith("##FASTA") or line.startswith(">"):
+                    return
+                if not line.strip() or line.startswith("#"):
+                    continue
+                cols = line.rstrip("\r\n").split("\t")
+                if len(cols) != 9:
+                    raise AnnotationError(f"{len(cols)} tab-separated column(s), not the 9 of "
+                                          "GTF/GFF3", where=f"{path} line {number}")
+                yield number, cols
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        what = ("truncated or corrupt gzip file" if isinstance(exc, EOFError | zlib.error
+                                                               | gzip.BadGzipFile)
+                else "not UTF-8 text" if isinstance(exc, UnicodeDecodeError)
+                else f"cannot read ({exc.strerror or exc})")
+        raise AnnotationError(f"cannot read annotation: {what}", where=str(path)) from None
 
 
 def read_annotation(path: str | Path) -> list[Transcript]:
-    """Transcripts with CDS rows from a GTF or GFF3 file (plain or gzipped), in file order."""
+    """Transcripts with CDS rows from a GTF or GFF3 file (plain or gzipped), in file order.
+
+    The attribute syntax is read from the first feature line that shows one. A CDS,
+    start_codon or stop_codon row that names no transcript is an error (skipping it would drop
+    an exon and renumber every later residue of the protein); a GFF3 row with several parents
+    (``Parent=a,b``) belongs to each of them.
+    """
     path = Path(path)
-    try:
-        with _open_text(path) as fh:
-            rows = [line.rstrip("\n") for line in fh if line.strip() and not line.startswith("#")]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"cannot read annotation ({exc})", where=str(path)) from exc
-    rows = [r for r in rows if not r.startswith(">")]
-    bad = next((i for i, r in enumerate(rows) if len(r.split("\t")) != 9), None)
-    if bad is not None:
-        raise AnnotationError(f"line {bad + 1} does not have the 9 tab-separated GTF/GFF3 columns",
-                              where=str(path))
-    gff3 = _is_gff3(path, rows[:50])
     transcripts: dict[str, Transcript] = {}
-    for row in rows:
-        _add_row(transcripts, row.split("\t"), gff3, path)
+    gff3: bool | None = None
+    for number, cols in _data_lines(path):
+        if gff3 is None:
+            syntax = _syntax(cols[8])
+            if syntax is None and cols[2] not in _CODING_KINDS:
+                continue
+            gff3 = syntax == "gff3" if syntax else _gff3_by_name(path)
+            if syntax and gff3 != _gff3_by_name(path):
+                log.info("%s: attributes are %s syntax (read as such, whatever the file name)",
+                         path, syntax.upper())
+        _add_row(transcripts, cols, gff3, f"{path} line {number}")
     found = [t for t in transcripts.values() if t.cds]
     if not found:
         raise AnnotationError("no CDS rows with a transcript id (GTF transcript_id, GFF3 Parent)",
@@ -124,31 +176,46 @@ def read_annotation(path: str | Path) -> list[Transcript]:
     return found
 
 
-def _add_row(transcripts: dict[str, Transcript], cols: list[str], gff3: bool, path: Path) -> None:
+def _gff3_by_name(path: Path) -> bool:
+    """The file name's guess, used only when no attribute column shows its syntax."""
+    return path.name.lower().removesuffix(".gz").endswith((".gff3", ".gff"))
+
+
+def _add_row(transcripts: dict[str, Transcript], cols: list[str], gff3: bool, where: str
+             ) -> None:
     kind = cols[2]
-    if kind not in ("CDS", "start_codon", "stop_codon"):
+    if kind not in _CODING_KINDS:
         return
     attrs = _attributes(cols[8], gff3)
-    tid = (attrs.get("Parent", "").split(",")[0] or attrs.get("ID")) if gff3 else (
-        attrs.get("transcript_id"))
-    if not tid:
-        return
-    if cols[6] not in "+-" or not cols[6]:
-        raise AnnotationError(f"transcript {tid}: strand {cols[6]!r} is not + or -",
-                              where=str(path))
+    if gff3:
+        parents = [unquote(p.strip()) for p in attrs.get("Parent", "").split(",") if p.strip()]
+        tids = parents or ([unquote(attrs["ID"])] if attrs.get("ID") else [])
+    else:
+        tids = [attrs["transcript_id"]] if attrs.get("transcript_id") else []
+    if not tids:
+        need = "Parent (or ID)" if gff3 else "transcript_id"
+        raise AnnotationError(f"{kind} row has no {need}: the transcript it belongs to is "
+                              "unknown", where=where)
+    if cols[6] not in ("+", "-"):
+        raise AnnotationError(f"transcript {tids[0]}: strand {cols[6]!r} is not + or -",
+                              where=where)
     try:
         start, end = int(cols[3]) - 1, int(cols[4])
-    except ValueError as exc:
-        raise AnnotationError(f"transcript {tid}: start/end are not integers", where=str(path)) \
-            from exc
-    gene = attrs.get("gene_name") or attrs.get("gene") or attrs.get("gene_id") or tid
-    t = transcripts.setdefault(tid, Transcript(tid, gene, cols[0], cols[6]))
-    if kind == "CDS":
-        t.cds.append((start, end, int(cols[7]) if cols[7] in ("0", "1", "2") else 0))
-    elif kind == "start_codon":
-        t.start_codon.append((start, end))
-    else:
-        t.stop_codon.append((start, end))
+    except ValueError:
+        raise AnnotationError(f"transcript {tids[0]}: start/end {cols[3]!r}/{cols[4]!r} are not "
+                              "integers", where=where) from None
+    if start < 0 or end <= start:
+        raise AnnotationError(f"transcript {tids[0]}: start {cols[3]}, end {cols[4]}: "
+                              "coordinates are 1-based with start <= end", where=where)
+    gene = attrs.get("gene_name") or attrs.get("gene") or attrs.get("gene_id")
+    for tid in tids:
+        t = transcripts.setdefault(tid, Transcript(tid, gene or tid, cols[0], cols[6]))
+        if kind == "CDS":
+            t.cds.append((start, end, int(cols[7]) if cols[7] in ("0", "1", "2") else 0))
+        elif kind == "start_codon":
+            t.start_codon.append((start, end))
+        else:
+            t.stop_codon.append((start, end))
 
 
 def _coding_positions(t: Transcript) -> tuple[np.ndarray, int]:

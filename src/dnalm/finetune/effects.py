@@ -17,7 +17,8 @@ this finds the variants that change what the run has learnt to see (an enhancer,
   the scale of the training labels. ``average_strands``: each allele's outputs are the mean of
   the forward and the reverse-complement window (``score_fwd``/``score_rev`` per strand).
 * **No variant dropped**: every input row comes out; ``reason`` says why one has no score
-  (checks of :func:`dnalm.variants.check_against_genome`, a variant longer than the window,
+  (checks of :func:`dnalm.variants.check_against_genome`, a variant longer than half the
+  window, the rule zero-shot scores share: :func:`dnalm.score.vep.too_long_for_window`,
   alleles whose changed tokens exceed the run's input).
 
 Every distinct input is run once (alleles and strands de-duplicated by content), length-sorted
@@ -44,7 +45,13 @@ from dnalm.errors import ConfigError
 from dnalm.finetune.settings import EffectSettings
 from dnalm.genome import Genome
 from dnalm.io import atomic_file, write_table
-from dnalm.score.vep import place_windows, reverse_complement, window_bases, window_sequences
+from dnalm.score.vep import (
+    place_windows,
+    reverse_complement,
+    too_long_for_window,
+    window_bases,
+    window_sequences,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +117,8 @@ def effect_table(run: Any, genome: Genome, variants: pd.DataFrame,
     out["window"], out["window_shifted"] = "", False
     ref_len = out["ref"].astype(str).str.len().to_numpy()
     alt_len = out["alt"].astype(str).str.len().to_numpy()
-    too_long = (out["reason"].to_numpy() == "") & (np.maximum(ref_len, alt_len) > window // 2)
-    out.loc[too_long, "reason"] = (f"variant longer than half the {window}-bp window: its "
-                                   "context would not be read")
+    too_long, why = too_long_for_window(out["ref"], out["alt"], window)
+    out.loc[too_long & (out["reason"].to_numpy() == ""), "reason"] = why
     ok = np.flatnonzero(out["reason"].to_numpy() == "")
     strands = ("fwd", "rev") if settings.average_strands else ("fwd",)
     outputs = np.full((len(strands), 2, len(out), n_classes), np.nan)
@@ -315,10 +321,10 @@ def saturate_effects(run_dir: str | Path, genome_path: str | Path, bed_path: str
     if not is_finetuned_run(run_dir):
         raise ConfigError("not a fine-tuning run (no adapter/, model/ or merged/ with "
                           "dnalm_finetune.json)", where=str(run_dir))
-    run = load_finetuned(run_dir, gpus=gpus)
     tiled = dataclasses.replace(settings, windows="tiled")
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
-        variants = saturation_variants(genome, read_bed(bed_path))
+        variants = saturation_variants(genome, read_bed(bed_path, genome))
+        run = load_finetuned(run_dir, gpus=gpus)  # after the regions are known to be good
         table = effect_table(run, genome, variants, tiled)
         write_position_bigwig(table.assign(score=table["score"].abs()), genome, out_bigwig,
                               reduce="max")

@@ -172,7 +172,7 @@ class TrackSettings:
 
 
 #: ``tracks.<name>`` keys that wire the workflow (which genome, task and run), not the track.
-TRACK_WORKFLOW_KEYS = ("genome", "task", "run")
+TRACK_WORKFLOW_KEYS = ("genome", "task", "run", "tss_bed")
 
 
 def track_settings(spec: Mapping[str, Any], *, name: str) -> TrackSettings:

@@ -25,11 +25,20 @@ order (integer labels keep their values) and the mapping is returned so that eve
 which id is which class. Every user mistake (missing column, empty split, a test label never seen
 in training, an interval off its contig...) raises a one-line :class:`~dnalm.errors.DnalmError`
 naming the file and, where it applies, the row.
+
+Rows are checked before training because a bad row does not fail later, it trains wrongly: a
+``NaN``/``NA``/``null`` label (as spreadsheets and pandas write a missing value) would become a
+class of its own, and a sequence with a character that is not a nucleotide code (a protein, a
+number, a gap ``-``) would be read as ``[UNK]`` tokens. Such a row (or one with no sequence, no
+label, or a non-finite regression target) is refused, naming the file, row, id and value; with
+``drop_invalid: true`` on the task it is dropped instead, and a warning says how many rows of
+which file were dropped and why the first one was.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +58,12 @@ SPLITS = ("train", "dev", "test")
 
 _SPEC_KEYS = {
     "name", "format", "train", "dev", "test", "sequence_column", "label_column", "id_column",
-    "problem", "dev_fraction", "test_fraction", "genome", "fasta",
+    "problem", "dev_fraction", "test_fraction", "genome", "fasta", "drop_invalid",
 }
+#: Label texts that mean "missing" (pandas', R's and spreadsheets' markers), never a class name.
+MISSING_LABELS = frozenset({"nan", "-nan", "+nan", "na", "n/a", "#n/a", "<na>", "null"})
+#: Any character that is not an IUPAC nucleotide code (either case): not a DNA sequence.
+_NOT_NUCLEOTIDE = r"[^ACGTUNRYKMSWBDHVacgtunrykmswbdhv]"
 _COMPLEMENT = str.maketrans("ACGTNacgtnRYKMSWBDHVrykmswbdhv", "TGCANtgcanYRMKSWVHDByrmkswvhdb")
 
 
@@ -113,6 +126,7 @@ def check_spec(spec: Mapping[str, Any], name: str | None = None) -> dict[str, An
         "name": name or spec.get("name") or "task", "format": "table", "dev": None,
         "sequence_column": "sequence", "label_column": "label", "id_column": "id",
         "problem": "classification", "dev_fraction": 0.1, "test_fraction": 0.1,
+        "drop_invalid": False,
     }
     out.update({k: v for k, v in spec.items() if v is not None or k == "dev"})
     where = _where(out)
@@ -131,6 +145,9 @@ def check_spec(spec: Mapping[str, Any], name: str | None = None) -> dict[str, An
         if not isinstance(value, int | float) or not 0 < float(value) < 1:
             raise ConfigError(f"{key} must be a number between 0 and 1, got {value!r}",
                               where=where)
+    if not isinstance(out["drop_invalid"], bool):
+        raise ConfigError(f"drop_invalid must be true or false, got {out['drop_invalid']!r}",
+                          where=where)
     if out["format"] == "fasta" and out["problem"] == "regression":
         raise ConfigError("a fasta task labels sequences by file, so it cannot be regression",
                           where=where)
@@ -313,34 +330,66 @@ def _fetch_interval(genome: Any, row: Any, path: str, index: int) -> str:
 # Label handling and checks
 
 
-def _check_rows(frame: pd.DataFrame, where: str, split: str, problem: str) -> pd.DataFrame:
-    """Non-empty split, a sequence and a label on every row; strips whitespace in sequences."""
+def _check_rows(frame: pd.DataFrame, where: str, split: str, problem: str,
+                drop_invalid: bool = False) -> pd.DataFrame:
+    """Non-empty split, a nucleotide sequence and a valid label on every row (see the module
+    docstring); strips whitespace in sequences. ``drop_invalid`` drops bad rows with a warning
+    instead of refusing the first."""
     if frame.empty:
         raise InputFormatError(f"the {split} split is empty", where=where)
-    seqs = frame["sequence"]
-    bad = seqs.isna() | (seqs.astype(str).str.strip() == "")
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputFormatError(f"row {row + 1} (id {frame['id'].iloc[row]}) has no sequence",
-                               where=where)
-    labels = frame["label"]
-    missing = labels.isna() | (labels.astype(str).str.strip() == "")
-    if missing.any():
-        row = int(np.flatnonzero(missing.to_numpy())[0])
-        raise InputFormatError(f"row {row + 1} (id {frame['id'].iloc[row]}) has no label",
-                               where=where)
     frame = frame.copy()
-    frame["sequence"] = seqs.astype(str).str.replace(r"\s+", "", regex=True)
-    if problem == "regression":
-        numeric = pd.to_numeric(labels, errors="coerce")
-        if numeric.isna().any():
-            row = int(np.flatnonzero(numeric.isna().to_numpy())[0])
-            raise InputFormatError(f"row {row + 1}: label {labels.iloc[row]!r} is not a number "
-                                   "(problem is regression)", where=where)
+    seqs = frame["sequence"]
+    text = seqs.astype(str).str.replace(r"\s+", "", regex=True)
+    frame["sequence"] = text.to_numpy(dtype=object)
+    labels = frame["label"]
+    label_text = labels.astype(str).str.strip()
+    numeric = pd.to_numeric(labels, errors="coerce") if problem == "regression" else None
+    checks = [  # (rows failing, why), in the order a row is judged
+        ((seqs.isna() | (text == "")).to_numpy(), lambda r: "has no sequence"),
+        (text.str.contains(_NOT_NUCLEOTIDE, regex=True).to_numpy(),
+         lambda r: _bad_sequence(frame["sequence"].iloc[r])),
+        ((labels.isna() | (label_text == "")).to_numpy(), lambda r: "has no label"),
+        (label_text.str.lower().isin(MISSING_LABELS).to_numpy(),
+         lambda r: f"label {label_text.iloc[r]!r} marks a missing value, not a class"),
+    ]
+    if numeric is not None:
+        finite = np.isfinite(numeric.to_numpy(dtype=float, na_value=np.nan))
+        checks.append((~finite, lambda r: f"label {labels.iloc[r]!r} is not a number "
+                                          "(a finite one; problem is regression)"))
+    bad = np.zeros(len(frame), dtype=bool)
+    first, why = len(frame), ""
+    for failing, reason in checks:
+        rows = np.flatnonzero(failing & ~bad)
+        if rows.size and rows[0] < first:
+            first, why = int(rows[0]), reason(int(rows[0]))
+        bad |= failing
+    if bad.any():
+        shown = f"row {first + 1} (id {frame['id'].iloc[first]}) {why}"
+        if not drop_invalid:
+            raise InputFormatError(f"{shown}; fix the row, or drop such rows with drop_invalid: "
+                                   "true (dnalm finetune --drop-invalid)",
+                                   where=where)
+        log.warning("%s: dropped %d of %d rows (drop_invalid: true); first: %s", where,
+                    int(bad.sum()), len(frame), shown)
+        frame = frame.loc[~bad].reset_index(drop=True)
+        if numeric is not None:
+            numeric = numeric.loc[~bad].reset_index(drop=True)
+        if frame.empty:
+            raise InputFormatError(f"the {split} split is empty once invalid rows are dropped",
+                                   where=where)
+    if numeric is not None:
         frame["label"] = numeric.astype(float).to_numpy()
     else:
-        frame["label"] = labels.map(_label_text).to_numpy(dtype=object)
+        frame["label"] = frame["label"].map(_label_text).to_numpy(dtype=object)
     return frame
+
+
+def _bad_sequence(seq: str) -> str:
+    """Why a sequence is not DNA: its first character that is not a nucleotide code."""
+    found = re.search(_NOT_NUCLEOTIDE, seq)
+    shown = seq if len(seq) <= 20 else seq[:17] + "..."
+    where = f"character {found.group()!r} at position {found.start() + 1}" if found else "it"
+    return f"sequence {shown!r}: {where} is not a nucleotide code"
 
 
 def _label_text(value: Any) -> str:
@@ -409,7 +458,7 @@ def _raw_splits(spec: Mapping[str, Any], genome_fasta: str | Path | None,
         if spec.get("fasta"):
             pool = read_fasta_classes(spec["fasta"], where)
             sources = {str(k): str(v) for k, v in spec["fasta"].items()}
-            pool = _check_rows(pool, where, "fasta", spec["problem"])
+            pool = _check_rows(pool, where, "fasta", spec["problem"], spec["drop_invalid"])
             train, test = carve_split(pool, spec["test_fraction"], seed, stratify=True,
                                       what="test")
             return {"train": train, "dev": None, "test": test}, sources, "fasta"
@@ -443,8 +492,9 @@ def load_task(spec: Mapping[str, Any], *, name: str | None = None,
     spec = check_spec(spec, name)
     where = _where(spec)
     raw, sources, _ = _raw_splits(spec, genome_fasta, seed)
-    checked = {s: (_check_rows(f, str(sources.get(s, where)), s, spec["problem"])
-                   if f is not None else None) for s, f in raw.items()}
+    checked = {s: (_check_rows(f, str(sources.get(s, where)), s, spec["problem"],
+                               spec["drop_invalid"]) if f is not None else None)
+               for s, f in raw.items()}
     dev_source = "file"
     if checked["dev"] is None:
         checked["train"], checked["dev"] = carve_split(

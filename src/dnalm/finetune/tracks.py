@@ -9,7 +9,9 @@ central ``stride`` bases so that the intervals tile the genome without overlap.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -131,7 +133,53 @@ def gather_track(
     if out_png is not None:
         plot_track(bins, out_png)
     log.info("track: %d windows, %d drawn intervals", len(table), len(bins))
+
     return table
+
+
+def tss_enrichment(table: pd.DataFrame, tss_bed: str | Path, *, flank: int = 1000,
+                   match_chr_prefix: bool = True) -> dict[str, float | int | str]:
+    """How much higher the track is near annotated TSSs than on average: the mean value of the
+    windows whose centre lies within ``flank`` bp of a TSS divided by the mean of all windows
+    (1 = no enrichment), with the two means and window counts. A yardstick for a promoter- or
+    enhancer-like track that needs no labels beyond an annotation."""
+    from dnalm.genome import ContigNames
+    from dnalm.score.saturation import read_bed
+
+    tss = read_bed(tss_bed)
+    valued = table.dropna(subset=["value"])
+    names = ContigNames(list(valued["contig"].unique()), match_chr_prefix=match_chr_prefix)
+    centre = ((valued["start"] + valued["end"]) // 2).to_numpy()
+    near = np.zeros(len(valued), dtype=bool)
+    contigs = valued["contig"].to_numpy()
+    for contig, group in tss.groupby("contig"):
+        resolved = names.resolve(str(contig))
+        if resolved is None:
+            continue
+        sites = np.sort(group["start"].to_numpy())
+        mine = contigs == resolved
+        idx = np.searchsorted(sites, centre[mine])
+        lo = np.abs(centre[mine] - sites[np.clip(idx - 1, 0, len(sites) - 1)])
+        hi = np.abs(sites[np.clip(idx, 0, len(sites) - 1)] - centre[mine])
+        near[mine] = np.minimum(lo, hi) <= flank
+    overall = float(valued["value"].mean()) if len(valued) else float("nan")
+    at_tss = float(valued.loc[near, "value"].mean()) if near.any() else float("nan")
+    return {"tss_bed": str(tss_bed), "flank_bp": flank, "n_windows": len(valued),
+            "n_windows_near_tss": int(near.sum()), "mean_near_tss": at_tss,
+            "mean_genome_wide": overall, "enrichment": at_tss / overall if overall else math.nan}
+
+
+def write_tss_enrichment(track_parquet: str | Path, tss_bed: str | Path,
+                         out_json: str | Path) -> dict[str, float | int | str]:
+    """:func:`tss_enrichment` of a gathered track, as JSON (and one log line)."""
+    enrichment = tss_enrichment(pd.read_parquet(track_parquet), tss_bed)
+    with atomic_file(out_json) as tmp:
+        Path(tmp).write_text(json.dumps(enrichment, indent=1) + "\n")
+    log.info("track mean within %d bp of the %d TSS windows: %.4g, genome-wide %.4g: enrichment "
+             "%.3f (1 = none)", enrichment["flank_bp"], enrichment["n_windows_near_tss"],
+             enrichment["mean_near_tss"], enrichment["mean_genome_wide"],
+             enrichment["enrichment"])
+    return enrichment
 
 
 def plot_track(bins: pd.DataFrame, path: str | Path, max_bp: int = 2_000_000) -> None:

@@ -513,17 +513,20 @@ def finetune_from_paths(
     label_column: str = "label",
     dev_fraction: float = 0.1,
     baseline_dir: str | Path | None = None,
+    drop_invalid: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Fine-tune on a GUE-style folder (``train.csv``, ``dev.csv``, ``test.csv``) in one call.
 
     This is what ``dnalm finetune`` runs outside the workflow. Files may also be ``.tsv`` or
     ``.parquet``; without a dev file one is carved from train. ``options`` are the keyword
-    arguments of :func:`finetune` (``method``, ``lora``, ``epochs``...). With ``baseline_dir``
+    arguments of :func:`finetune` (``method``, ``lora``, ``epochs``...); ``drop_invalid`` is
+    the task option of that name (:mod:`dnalm.finetune.tasks`). With ``baseline_dir``
     the k-mer logistic-regression baseline is trained on the same splits and written there.
     """
     spec = task_spec_from_dir(task_dir, problem=problem, sequence_column=sequence_column,
-                              label_column=label_column, dev_fraction=dev_fraction)
+                              label_column=label_column, dev_fraction=dev_fraction,
+                              drop_invalid=drop_invalid)
     task = load_task(spec, seed=int(options.get("seed", 42)))
     metrics = finetune(task, model_dir, out_dir, **options)
     if baseline_dir is not None:

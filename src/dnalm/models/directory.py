@@ -35,6 +35,12 @@ exception, dropped with a log line, is a pretraining head a masked LM never uses
 and next-sentence head); a sequence classifier may only miss its new head (pooler, classifier)
 and may only leave out the checkpoint's pretraining heads. A directory dnalm cannot read is
 refused with one line naming what is missing, never loaded "as well as possible".
+
+Where a masked LM is needed (scoring, saturation, evaluation), a checkpoint without a masked-LM
+head (a sequence classifier, a bare encoder) is refused as such rather than given a random head,
+and so is a causal LM (whose weights may carry a masked LM's names); fine-tuning and embeddings
+take their encoder. Weight files are checked before transformers reads them (none, a truncated
+or foreign ``model.safetensors`` or ``pytorch_model.bin``), so every command says the same line.
 """
 
 from __future__ import annotations
@@ -237,6 +243,11 @@ def _recognise(path: Path) -> ModelDirectory:
         raise ConfigError(f"model type {model_type!r} needs its own code (auto_map: {auto}), "
                           "which dnalm does not implement; set trust_remote_code: true to run it",
                           where=str(path))
+    causal = [a for a in _architectures(raw) if a.endswith(_CAUSAL_ARCHITECTURES)]
+    if causal:
+        raise ConfigError(f"model type {model_type!r} ({', '.join(causal)}) is a causal "
+                          "(left-to-right) language model, not a masked LM dnalm reads",
+                          where=str(path))
     raise ConfigError(f"model type {model_type!r} is not a masked LM dnalm reads",
                       where=str(path))
 
@@ -283,6 +294,68 @@ def read_weights(model_dir: str | Path) -> dict[str, Any]:
     if not state:
         raise InputFormatError("the weight file holds no tensors", where=str(files[0]))
     return state
+
+
+def check_weight_files(model_dir: str | Path) -> None:
+    """Refuse, in one line, a directory whose weights transformers could not read: none at all,
+    a broken shard index, or a safetensors file that is truncated or not safetensors.
+
+    Only headers are read (safetensors checks that its header covers the whole file, so a
+    truncated download is caught without reading the tensors); transformers would otherwise
+    raise its own exception types from deep inside ``from_pretrained``.
+    """
+    path = Path(model_dir)
+    present = [name for name in WEIGHT_FILES if (path / name).is_file()]
+    if not present:
+        raise InputFormatError(f"no weights ({' or '.join(WEIGHT_FILES[::2])})", where=str(path))
+    name = present[0]
+    files = [path / name]
+    if name.endswith(".index.json"):
+        try:
+            index = json.loads((path / name).read_text())
+            files = [path / f for f in sorted(set(index["weight_map"].values()))]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
+                AttributeError) as exc:
+            raise InputFormatError(f"weight index is not valid ({type(exc).__name__})",
+                                   where=str(path / name)) from None
+    for file in files:
+        if not file.is_file():
+            raise InputFormatError(f"weight shard {file.name} named by {name} is missing",
+                                   where=str(path))
+        if file.name.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(file), framework="pt") as handle:
+                    handle.keys()
+            except Exception as exc:  # SafetensorError, OSError...: a broken file either way
+                raise InputFormatError(f"cannot read weights ({_first_line(exc)}): truncated "
+                                       "or not a safetensors file", where=str(file)) from None
+        else:
+            _check_torch_file(file)
+
+
+def _check_torch_file(file: Path) -> None:
+    """A ``pytorch_model.bin`` is a zip archive (torch >= 1.6) or a legacy pickle; opening the
+    zip reads only its central directory, which a truncated copy has lost."""
+    import zipfile
+
+    with open(file, "rb") as handle:
+        magic = handle.read(2)
+    if magic[:1] == b"\x80":  # a legacy pickle: torch.load reports what is wrong with it
+        return
+    try:
+        with zipfile.ZipFile(file):
+            pass
+    except (zipfile.BadZipFile, OSError):
+        raise InputFormatError("cannot read weights: truncated or not a PyTorch weight file",
+                               where=str(file)) from None
+
+
+#: Exceptions transformers raises from ``from_pretrained`` on unreadable weight files (a
+#: truncated or foreign ``pytorch_model.bin`` fails in torch's zip or pickle readers).
+_LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, ImportError)
 
 
 @contextlib.contextmanager
@@ -438,8 +511,19 @@ def _untied_weights(model: Any) -> list[str]:
 
 def _load(md: ModelDirectory, cls: Any, config: Any, *, allow_missing: Callable,
           allow_unexpected: Callable, dtype: Any, trust_remote_code: bool = False,
+          explain: Callable[[Any, Mapping[str, Any]], str | None] | None = None,
           **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """Load ``cls`` from the directory and refuse any weight the roles' rules do not allow.
+
+    ``explain`` may turn a load report into one plainer reason (e.g. "no masked-LM head")
+    that replaces the list of weights.
+    """
+    check_weight_files(md.path)
     state = _converted_state(md)
+    import pickle
+
+    from safetensors import SafetensorError
+
     try:
         with _quiet_transformers():
             if state is not None:
@@ -453,9 +537,12 @@ def _load(md: ModelDirectory, cls: Any, config: Any, *, allow_missing: Callable,
                     str(md.path), config=config, output_loading_info=True, dtype=dtype,
                     local_files_only=True, trust_remote_code=trust_remote_code,
                     ignore_mismatched_sizes=True, **kwargs)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (*_LOAD_ERRORS, SafetensorError, pickle.UnpicklingError) as exc:
         raise InputFormatError(f"cannot load {md.family.title} weights: {_first_line(exc)}",
                                where=str(md.path)) from None
+    reason = explain(model, info) if explain is not None else None
+    if reason:
+        raise InputFormatError(reason, where=str(md.path))
     problems = _loading_problems(info, allow_missing=allow_missing,
                                  allow_unexpected=allow_unexpected)
     untied = _untied_weights(model)
@@ -529,15 +616,59 @@ def load_masked_lm(model_dir: str | Path | ModelDirectory, *, dtype: Any = None,
             return True
         return False
 
+    _refuse_causal_lm(md, config)
     model, _ = _load(md, model_class(md, "masked_lm"), config, allow_missing=lambda k: False,
                      allow_unexpected=allow_unexpected, dtype=dtype or torch.float32,
-                     trust_remote_code=trust_remote_code, **kwargs)
+                     trust_remote_code=trust_remote_code,
+                     explain=lambda m, info: _missing_masked_lm_head(md, m, info), **kwargs)
     if dropped:
         heads = sorted({k.rsplit(".", 2)[0] for k in dropped})
         log.info("%s: left out %d weight(s) of pretraining heads a masked LM does not use (%s)",
                  md.path, len(dropped), ", ".join(heads))
     log.info("model %s: %s, %s", md.path, md.describe(), type(model).__name__)
     return model
+
+
+#: Architecture-name endings of causal (left-to-right) language models.
+_CAUSAL_ARCHITECTURES = ("ForCausalLM", "LMHeadModel")
+
+
+def _saved_as(md: ModelDirectory) -> str:
+    """The class the checkpoint says it was saved from (``config.json`` ``architectures``)."""
+    names = _architectures(md.raw_config)
+    return f" (saved as {', '.join(names)})" if names else ""
+
+
+def _refuse_causal_lm(md: ModelDirectory, config: Any) -> None:
+    """A causal LM's head predicts the next token from the left context only; read as a masked
+    LM its weights often load without a gap (BERT's ``BertLMHeadModel`` has the masked LM's
+    names), so the config, not the load report, has to tell."""
+    causal = [a for a in _architectures(md.raw_config) if a.endswith(_CAUSAL_ARCHITECTURES)]
+    masked = [a for a in _architectures(md.raw_config) if a.endswith("ForMaskedLM")]
+    if (causal and not masked) or getattr(config, "is_decoder", False):
+        raise InputFormatError(f"a causal (left-to-right) language model{_saved_as(md)}, not a "
+                               "masked LM: scoring and saturation need a masked LM",
+                               where=str(md.path))
+
+
+def _missing_masked_lm_head(md: ModelDirectory, model: Any, info: Mapping[str, Any]
+                            ) -> str | None:
+    """One plain reason when the checkpoint has no masked-LM head at all (a sequence
+    classifier, a bare encoder): transformers would initialise one at random and every score
+    would be noise. ``None`` when some head weight loaded (the load report then lists what is
+    missing)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    missing = set(info.get("missing_keys", ()))
+    if not prefix or any(k.startswith(prefix + ".") for k in missing):
+        return None
+    expand = getattr(model, "get_expanded_tied_weights_keys", None)
+    tied = set(expand(all_submodels=True)) if expand is not None else set()
+    head = [k for k in model.state_dict() if not k.startswith(prefix + ".") and k not in tied]
+    if not head or any(k not in missing for k in head):
+        return None
+    return (f"the checkpoint has no masked-LM head{_saved_as(md)}: {len(missing)} head "
+            "weight(s) would be random; scoring and saturation need a masked LM (fine-tuning "
+            "and embeddings use the encoder alone)")
 
 
 #: Encoder modules a sequence classifier may initialise new (masked-LM checkpoints have none).

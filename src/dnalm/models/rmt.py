@@ -441,9 +441,15 @@ class RMTForSequenceClassification(RMTPreTrainedModel):
     @classmethod
     def from_rmt_masked_lm(cls, model_dir: str | Path, *, num_mem_tokens: int | None = None,
                            **settings: Any) -> RMTForSequenceClassification:
-        """A classifier from a memory-pretrained directory: its encoder and learned memory."""
-        source = RMTForMaskedLM.from_pretrained(str(model_dir), dtype=torch.float32,
-                                                local_files_only=True)
+        """A classifier from a memory-pretrained directory: its encoder and learned memory
+        (loaded strictly by :mod:`dnalm.models.directory`, so a broken or partial checkpoint is
+        refused in one line, not fine-tuned from random weights)."""
+        from dnalm.models.directory import load_masked_lm
+
+        source = load_masked_lm(model_dir)
+        if not isinstance(source, RMTForMaskedLM):
+            raise ConfigError(f"expected a recurrent-memory masked LM, found "
+                              f"{type(source).__name__}", where=str(model_dir))
         have = source.config.num_mem_tokens
         if num_mem_tokens is not None and num_mem_tokens != have:
             raise ConfigError(f"rmt num_mem_tokens {num_mem_tokens} differs from the {have} "

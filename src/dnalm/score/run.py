@@ -125,10 +125,11 @@ def saturate_job(
 ) -> pd.DataFrame:
     """Saturation mutagenesis of job ``job``'s share of the BED regions
     (:func:`dnalm.score.saturation.bed_jobs`) → Parquet, a row per position × alternative."""
-    lm = MaskedLM(model_dir, device=pick_device(gpus), trust_remote_code=trust_remote_code)
     tiled = dataclasses.replace(cfg, windows="tiled")
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
-        variants = saturation_variants(genome, bed_jobs(read_bed(bed_path), bases_per_job)[job])
+        regions = read_bed(bed_path, genome)  # the whole file checked before the model loads
+        variants = saturation_variants(genome, bed_jobs(regions, bases_per_job)[job])
+        lm = MaskedLM(model_dir, device=pick_device(gpus), trust_remote_code=trust_remote_code)
         table = score_variants(lm, genome, variants, tiled)
     frame = table[SATURATION_COLUMNS].rename(columns={"id": "region"})
     _write(frame, out_parquet)
@@ -163,9 +164,9 @@ def saturate_regions(
 ) -> pd.DataFrame:
     """Saturation mutagenesis of BED regions in one job (``dnalm saturate``) → Parquet
     (position × alternative) and bigWig."""
-    import tempfile
+    from dnalm.io import scratch_dir
 
-    with tempfile.TemporaryDirectory(prefix=".saturate.", dir=Path(out_parquet).parent) as tmp:
+    with scratch_dir(Path(out_parquet).parent, f"{Path(out_parquet).name}.parts") as tmp:
         part = Path(tmp) / "0.parquet"
         frame = saturate_job(model_dir, genome_path, bed_path, part, cfg=cfg,
                              match_chr_prefix=match_chr_prefix, gpus=gpus,

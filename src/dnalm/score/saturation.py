@@ -22,8 +22,13 @@ log = logging.getLogger(__name__)
 BASES = "ACGT"
 
 
-def read_bed(path: str | Path) -> pd.DataFrame:
-    """The first three columns of a BED file (optional name in the fourth)."""
+def read_bed(path: str | Path, genome: Genome | None = None) -> pd.DataFrame:
+    """The first three columns of a BED file (optional name in the fourth).
+
+    A negative start is refused here; with ``genome``, every interval is checked against it
+    (:meth:`dnalm.genome.Genome.interval`: unknown contigs and intervals off their contig are
+    refused, naming the line, as sequence sets refuse them) before any job starts.
+    """
     rows = []
     with open(path) as handle:
         for line_no, line in enumerate(handle, start=1):
@@ -35,9 +40,14 @@ def read_bed(path: str | Path) -> pd.DataFrame:
             except (IndexError, ValueError) as exc:
                 raise InputFormatError(f"line {line_no}: expected contig, start, end",
                                        where=str(path)) from exc
+            if start < 0:
+                raise InputFormatError(f"line {line_no}: start {start} is negative (BED starts "
+                                       "are 0-based)", where=str(path))
             if end <= start:
                 raise InputFormatError(f"line {line_no}: end must be greater than start",
                                        where=str(path))
+            if genome is not None:
+                genome.interval(cols[0], start, end, where=f"{path} line {line_no}")
             name = cols[3] if len(cols) > 3 else f"{cols[0]}:{start}-{end}"
             rows.append((cols[0], start, end, name))
     if not rows:
@@ -77,13 +87,14 @@ def count_bed_jobs(bed_path: str | Path, bases_per_job: int | None) -> int:
 
 
 def saturation_variants(genome: Genome, regions: pd.DataFrame) -> pd.DataFrame:
-    """All SNVs of the regions, already checked (``genome_contig``, ``start``, ``reason``)."""
+    """All SNVs of the regions, already checked (``genome_contig``, ``start``, ``reason``).
+
+    A region off its contig is refused (:meth:`dnalm.genome.Genome.interval`), not clipped."""
     frames = []
     for record, region in enumerate(regions.itertuples(index=False)):
-        contig = genome.contigs.resolve(str(region.contig))
-        if contig is None:
-            raise InputFormatError(f"region {region.name}: contig {region.contig} not in genome")
-        end = min(int(region.end), genome.lengths[contig])
+        end = int(region.end)
+        contig = genome.interval(str(region.contig), int(region.start), end,
+                                 where=f"region {region.name}")
         seq = genome.fetch(contig, int(region.start), end).upper()
         positions = np.arange(int(region.start), end)
         ref = np.array(list(seq))

@@ -20,6 +20,9 @@ needs ``|R| == |A|``, otherwise that variant falls back to masked-marginal and i
 says so) and ``pll`` (pseudo-log-likelihood of the alternate window minus that of the reference
 window, each position masked in turn; ``pll_flank`` limits it to tokens near the change).
 
+A variant longer than half the window (REF or ALT) is not scored, and its ``reason`` names the
+window (:func:`too_long_for_window`, the rule fine-tuned effects share).
+
 Every masked input is built once: alleles at one position, and variants whose masked reference
 spans coincide, share passes (inputs are de-duplicated by content). Passes are sorted by length,
 batched, and the LM head is evaluated only at the positions that are read.
@@ -175,6 +178,22 @@ def _crop(prefix: int, suffix: int, span: int, budget: int) -> tuple[int, int]:
     return keep_left, keep_right
 
 
+def too_long_for_window(ref: pd.Series, alt: pd.Series, window: int) -> tuple[np.ndarray, str]:
+    """Which variants are too long for a ``window``-bp window, and the reason they get.
+
+    One rule for zero-shot scores and fine-tuned effects: a variant whose REF or ALT is longer
+    than half the window is not scored. Windows are centred on the change, so a longer one
+    leaves less than a quarter of the window as context on each side, and one longer than the
+    whole window is not in it at all (a 2-kb deletion "scored" from a 62-bp window beside it).
+    Skipping says so in the row; a wider window (``window_bp``) scores such variants, as far as
+    the model's input holds their changed tokens.
+    """
+    longest = np.maximum(ref.astype(str).str.len().to_numpy(), alt.astype(str).str.len().to_numpy())
+    return longest > window // 2, (f"variant longer than half the {window}-bp window (REF or ALT "
+                                   f"over {window // 2} bp): the window cannot hold it with its "
+                                   "context")
+
+
 @dataclass
 class _Windows:
     starts: np.ndarray
@@ -227,10 +246,14 @@ def score_variants(
     """
     t0 = time.perf_counter()
     out = unscored(variants, cfg.mode)
+    if not (out["reason"].to_numpy() == "").any():
+        return out
+    window = cfg.window_bp or window_bases(lm.tokenizer, genome, lm.max_content)
+    too_long, why = too_long_for_window(out["ref"], out["alt"], window)
+    out.loc[too_long & (out["reason"].to_numpy() == ""), "reason"] = why
     ok = np.flatnonzero(out["reason"].to_numpy() == "")
     if len(ok) == 0:
         return out
-    window = cfg.window_bp or window_bases(lm.tokenizer, genome, lm.max_content)
     sub = out.iloc[ok]
     lengths = np.array([genome.lengths[c] for c in sub["genome_contig"]], dtype=np.int64)
     ref_len = sub["ref"].str.len().to_numpy()
@@ -301,6 +324,9 @@ def window_sequences(genome: Genome, sub: pd.DataFrame, win: _Windows) -> tuple[
         if seq is None:
             seq = cache[key] = genome.fetch(contig, int(ws), int(we)).upper()
         p = int(start - ws)
+        if p < 0 or p + len(ref) > len(seq):  # guarded by too_long_for_window: never silent
+            raise ValueError(f"variant at {contig}:{start + 1} is not inside its window "
+                             f"{contig}:{ws}-{we}")
         refs.append(seq)
         alts.append(seq[:p] + alt + seq[p + len(ref) :])
     return refs, alts

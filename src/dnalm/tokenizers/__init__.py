@@ -19,14 +19,13 @@ Typical use (what the workflow rules do)::
                     "results/tokenizers/bpe4096/stats.png")
 """
 
-from dnalm.tokenizers.build import build_tokenizer, kmer_vocabulary
-from dnalm.tokenizers.encode import DnaTokenizer, TokenizedBatch, kmer_text, load_tokenizer
-from dnalm.tokenizers.shards import (
-    TOKEN_SCHEMA,
-    tokenize_part,
-    tokenize_shards,
-    tokenize_table,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# the specification is cheap and read while Snakemake parses the workflow (every tokenizer entry
+# is checked then); the builders import Hugging Face ``tokenizers`` and load on first use
 from dnalm.tokenizers.spec import (
     CLS_ID,
     KINDS,
@@ -39,7 +38,24 @@ from dnalm.tokenizers.spec import (
     TokenizerSpec,
     parse_spec,
 )
-from dnalm.tokenizers.stats import tokenizer_stats
+
+_LAZY = {
+    "build_tokenizer": "build", "kmer_vocabulary": "build",
+    "DnaTokenizer": "encode", "TokenizedBatch": "encode", "kmer_text": "encode",
+    "load_tokenizer": "encode",
+    "TOKEN_SCHEMA": "shards", "tokenize_part": "shards", "tokenize_shards": "shards",
+    "tokenize_table": "shards",
+    "tokenizer_stats": "stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CLS_ID",

@@ -42,6 +42,9 @@ LONG_CHUNK_POLICIES = ("split", "crop")
 #: The seed of a run that names none and is not given the workflow's: the default of the
 #: config's top-level ``seed`` (the test of the settings checks the two agree).
 DEFAULT_SEED = 42
+#: Shortest model window in tokens ([CLS] and [SEP] included) that the presets build
+#: (:func:`dnalm.models.presets.resolve_max_length` refuses shorter ones at job time).
+MIN_MAX_LENGTH = 8
 #: Keys of a ``pretraining.models`` entry that the workflow reads, not the training loop.
 WORKFLOW_KEYS = ("tokenizer", "genomes")
 #: Renamed keys, old -> current: the old name is still read, with one deprecation line.
@@ -221,6 +224,18 @@ class PretrainConfig:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        # what the job would refuse after hours of upstream work, refused while parsing
+        if self.max_length is not None and int(self.max_length) < MIN_MAX_LENGTH:
+            raise ConfigError(f"max_length must be >= {MIN_MAX_LENGTH} tokens ([CLS] and [SEP] "
+                              f"included), got {self.max_length}")
+        if not 0 < self.mlm_probability < 1:
+            raise ConfigError(f"mlm_probability must be between 0 and 1 (exclusive), got "
+                              f"{self.mlm_probability}")
+        if self.mask_replace_prob < 0 or self.random_replace_prob < 0 \
+                or self.mask_replace_prob + self.random_replace_prob > 1:
+            raise ConfigError("mask_replace_prob and random_replace_prob must be >= 0 and sum "
+                              f"to at most 1, got {self.mask_replace_prob} and "
+                              f"{self.random_replace_prob}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}")
         if self.precision not in PRECISIONS:

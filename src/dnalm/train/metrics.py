@@ -4,7 +4,9 @@ One row per logged step with the training loss (mean over the masked tokens of t
 previous row), learning rate, gradient norm, throughput (non-padding tokens per second, all
 processes together) and, on GPUs with a known peak, model FLOPs utilisation. Rows carrying a
 validation result have ``val_loss``/``val_perplexity`` set (the perplexity of masked-token
-prediction, ``exp(val_loss)``); a row at step 0 holds the untrained model's validation loss.
+prediction, ``exp(val_loss)``) and ``val_loss_per_base``, the same loss in nats per base
+(comparable across tokenizers and with the Markov baselines, :mod:`dnalm.train.markov`); a row at
+step 0 holds the untrained model's validation loss.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ METRICS_SCHEMA = pa.schema(
         ("mfu", pa.float64()),
         ("val_loss", pa.float64()),
         ("val_perplexity", pa.float64()),
+        ("val_loss_per_base", pa.float64()),
     ]
 )
 
@@ -94,15 +97,35 @@ def read_metrics(paths: Sequence[str | Path]) -> pa.Table:
     return table.sort_by([("step", "ascending"), ("segment", "ascending")])
 
 
-def plot_loss_curve(table: pa.Table, path: str | Path, *, title: str = "") -> None:
-    """Training and validation loss against step (left) and throughput (right), as a PNG."""
+def plot_loss_curve(
+    table: pa.Table,
+    path: str | Path,
+    *,
+    title: str = "",
+    markov: pa.Table | None = None,
+) -> None:
+    """Loss against step (left), validation nats per base beside the Markov baselines (middle,
+    when either is known) and throughput (right), as a PNG.
+
+    ``markov`` is a table of :func:`dnalm.train.markov.markov_baselines`; each order is drawn as a
+    horizontal line, so the model's curve can be read against them on the same scale.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     data = table.to_pydict()
-    fig, (ax_loss, ax_speed) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    per_base = [
+        (s, v)
+        for s, v in zip(data["step"], data.get("val_loss_per_base", [None] * len(data["step"])),
+                        strict=True)
+        if _finite(v)
+    ]
+    levels = _markov_levels(markov)
+    panels = 3 if per_base or levels else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), constrained_layout=True)
+    ax_loss, ax_speed = axes[0], axes[-1]
     train = [(s, v) for s, v in zip(data["step"], data["loss"], strict=True) if _finite(v)]
     val = [(s, v) for s, v in zip(data["step"], data["val_loss"], strict=True) if _finite(v)]
     if train:
@@ -110,9 +133,11 @@ def plot_loss_curve(table: pa.Table, path: str | Path, *, title: str = "") -> No
     if val:
         ax_loss.plot(*zip(*val, strict=True), "o-", label="validation loss", ms=4)
     ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("masked-LM cross-entropy (nats)")
+    ax_loss.set_ylabel("masked-LM cross-entropy (nats per token)")
     ax_loss.legend()
     ax_loss.grid(alpha=0.3)
+    if panels == 3:
+        _plot_per_base(axes[1], per_base, levels)
     speed = [
         (s, v) for s, v in zip(data["step"], data["tokens_per_s"], strict=True) if _finite(v)
     ]
@@ -128,6 +153,41 @@ def plot_loss_curve(table: pa.Table, path: str | Path, *, title: str = "") -> No
             fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
+
+
+def _markov_levels(markov: pa.Table | None) -> list[tuple[int, float]]:
+    if markov is None:
+        return []
+    rows = zip(markov.column("k").to_pylist(), markov.column("nats_per_base").to_pylist(),
+               strict=True)
+    return [(int(k), float(v)) for k, v in rows if _finite(v)]
+
+
+def _plot_per_base(ax: Any, per_base: list[tuple[int, float]],
+                   levels: list[tuple[int, float]]) -> None:
+    """Validation nats/base against step, with one dashed line per Markov order."""
+    import matplotlib.pyplot as plt
+
+    if per_base:
+        last = per_base[-1][1]
+        ax.plot(*zip(*per_base, strict=True), "o-", color="C1", ms=4,
+                label=f"validation ({last:.3f} at the end)")
+    colours = plt.get_cmap("viridis")
+    for i, (k, level) in enumerate(levels):
+        ax.axhline(level, ls="--", lw=1, color=colours(0.85 * i / max(1, len(levels) - 1)),
+                   label=f"Markov order {k}: {level:.3f}")
+    values = [v for _, v in per_base] + [v for _, v in levels]
+    if levels and any(s > 0 for s, _ in per_base):
+        # the untrained model's first point (about log(vocabulary) per token) would squash the
+        # baselines into one line: show from just above the worst baseline down
+        top = max(max(v for _, v in levels), *(v for s, v in per_base if s > 0))
+        low = min(values)
+        pad = 0.15 * max(top - low, 0.02)
+        ax.set_ylim(low - pad, top + 3 * pad)
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation cross-entropy (nats per base)")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
 
 
 def _finite(value: float | None) -> bool:

@@ -561,7 +561,8 @@ def _segment_info(run: _Segment, validation: Mapping[str, float]) -> dict[str, A
         "tokens": tokens,
         "train_seconds": seconds,
         "tokens_per_s": tokens / seconds if seconds > 0 else None,
-        **{k: validation[k] for k in ("val_loss", "val_perplexity") if k in validation},
+        **{k: validation[k] for k in ("val_loss", "val_perplexity", "val_loss_per_base")
+           if k in validation},
         "device": str(run.env.device),
         "world_size": run.env.world_size,
     }
@@ -606,5 +607,6 @@ def _run_segment(
     return {**info, "out_dir": str(out_dir)}
 
 
-def _val_fields(result: Mapping[str, float]) -> dict[str, float]:
-    return {"val_loss": result["val_loss"], "val_perplexity": result["val_perplexity"]}
+def _val_fields(result: Mapping[str, float]) -> dict[str, float | None]:
+    return {"val_loss": result["val_loss"], "val_perplexity": result["val_perplexity"],
+            "val_loss_per_base": result.get("val_loss_per_base")}
