@@ -51,6 +51,14 @@ from dnalm.finetune import (
 from dnalm.finetune.encoding import SequenceEncoder
 from dnalm.finetune.modeling import apply_lora
 from dnalm.finetune.plan import finetune_runs, run_settings, task_input_files
+from dnalm.finetune.yardsticks import (
+    auroc_rows,
+    chance_level,
+    check_collapse,
+    collapse_advice,
+    intervals,
+    mcc_rows,
+)
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 MOTIF = "TATAAGGC"
@@ -416,7 +424,8 @@ def test_summary_table_shows_models_beside_the_baseline(lora_run: Path, motif_ta
     assert runs.loc[runs["model"] == "kmer_baseline", "delta_vs_baseline"].iloc[0] == 0
     text = (tmp_path / "s.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| model"))
-    assert header == "| model | method | parameters | trainable | enh | average | tasks |"
+    assert header == ("| model | method | parameters | trainable | enh | average | tasks "
+                      "| collapsed |")
     assert "| kmer_baseline | kmer_baseline |" in text and "| tiny | lora |" in text
     assert pq.read_table(tmp_path / "s.parquet").num_rows == 2
 
@@ -529,3 +538,166 @@ def test_settings_reject_out_of_range_values() -> None:
     with pytest.raises(DnalmError, match=r"lora\.r"):
         FinetuneSettings(lora=LoraSettings(r=0))
     assert FinetuneSettings(method="full").lr < FinetuneSettings().lr
+
+
+# --------------------------------------------------------------------------------------------
+# Yardsticks: chance, intervals, collapsed runs (dnalm.finetune.yardsticks)
+
+
+def gc_rows(n: int, seed: int, length: int = 48) -> pd.DataFrame:
+    """Label 1: 65 % GC, label 0: 35 % GC; learnable within two epochs by a random encoder."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        gc = 0.65 if i % 2 else 0.35
+        seq = "".join(rng.choice("GC") if rng.random() < gc else rng.choice("AT")
+                      for _ in range(length))
+        rows.append({"sequence": seq, "label": i % 2})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def gc_spec(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("gc")
+    gc_rows(120, 1).to_csv(folder / "train.csv", index=False)
+    gc_rows(40, 2).to_csv(folder / "test.csv", index=False)
+    return {"name": "gc", "train": str(folder / "train.csv"), "test": str(folder / "test.csv")}
+
+
+@pytest.fixture(scope="module")
+def modernbert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_model(tmp_path_factory.mktemp("modernbert"), "modernbert")
+
+
+def test_lora_run_learns_beyond_chance_with_its_head_trained_and_saved(
+        modernbert_dir: Path, gc_spec: dict, tmp_path: Path) -> None:
+    """The demo's architecture under LoRA: a learnable task is learned (interval above chance),
+    the classifier is trained, saved in the adapter and reloaded (a frozen or unsaved head would
+    leave predictions at chance or change them on reload)."""
+    from safetensors.torch import load_file
+
+    task = load_task(gc_spec)
+    tuner = FineTuner(task, modernbert_dir, FinetuneSettings(**FAST))
+    head = {n: p.detach().clone() for n, p in tuner.model.named_parameters()
+            if ".modules_to_save." in n}
+    assert head and all(p.requires_grad for n, p in tuner.model.named_parameters()
+                        if ".modules_to_save." in n)
+    tuner.fit()
+    assert all(not torch.equal(head[n], p) for n, p in tuner.model.named_parameters()
+               if n in head)
+    out = tmp_path / "run"
+    m = finetune(gc_spec, modernbert_dir, out, **FAST)
+    assert m["collapsed"] is False and m["collapse_reason"] is None
+    assert m["intervals"]["mcc"][0] > 0 and m["intervals"]["auroc"][0] > 0.5
+    assert m["intervals"]["auroc"][0] <= m["test"]["auroc"] <= m["intervals"]["auroc"][1]
+    assert m["chance"] == {"predictor": "majority class", "class": 0, "label": "0",
+                           "accuracy": 0.5, "mcc": 0.0, "auroc": 0.5, "auprc": 0.5}
+    dev = m["dev"]
+    assert dev["best_loss"] < dev["initial_loss"] and dev["prior_loss"] == pytest.approx(
+        np.log(2), abs=0.01)
+    saved = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert any("classifier" in k for k in saved)
+    probs = pq.read_table(out / "predictions.parquet").to_pandas()[["prob_0", "prob_1"]]
+    reloaded = load_finetuned(out).predict(pd.read_csv(gc_spec["test"])["sequence"].tolist())
+    assert np.array_equal(reloaded, probs.to_numpy())
+
+
+def test_a_collapsed_run_is_flagged_in_metrics_log_and_summary(
+        modernbert_dir: Path, gc_spec: dict, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    kmer_dir = tmp_path / "gc" / BASELINE_NAME
+    kmer = kmer_baseline(gc_spec, kmer_dir, settings=BaselineSettings(k=(1, 2), C=(1.0,)))
+    assert kmer["collapsed"] is False and kmer["intervals"]["auroc"][0] > 0.5
+    healthy = tmp_path / "gc" / "ok"
+    finetune(gc_spec, modernbert_dir, healthy, model_name="ok", **FAST)
+    stuck = tmp_path / "gc" / "stuck"
+    with caplog.at_level("WARNING", logger="dnalm.finetune"):
+        m = finetune(gc_spec, modernbert_dir, stuck, model_name="stuck",
+                     **{**FAST, "learning_rate": 1e-9, "epochs": 1})
+    assert m["collapsed"] is True and "dev loss never fell" in m["collapse_reason"]
+    assert json.loads((stuck / "metrics.json").read_text())["collapsed"] is True
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"
+                and r.name == "dnalm.finetune.train"]
+    assert len(warnings) == 1 and "\n" not in warnings[0]
+    assert "gc/stuck collapsed, not a result" in warnings[0]
+    assert "finetune.learning_rate (now 1e-09)" in warnings[0] and "epochs" in warnings[0]
+
+    runs = write_summary([kmer_dir, healthy, stuck], tmp_path / "s.parquet", tmp_path / "s.md")
+    table = pq.read_table(tmp_path / "s.parquet").to_pandas().set_index("model")
+    assert table["collapsed"].to_dict() == {BASELINE_NAME: False, "ok": False, "stuck": True}
+    assert "dev loss never fell" in table.loc["stuck", "collapse_reason"]
+    assert table.loc["ok", "auroc_low"] <= table.loc["ok", "auroc"] <= table.loc["ok",
+                                                                                "auroc_high"]
+    assert (table["chance_accuracy"] == 0.5).all() and (table["chance_auroc"] == 0.5).all()
+    text = (tmp_path / "s.md").read_text()
+    stuck_row = next(line for line in text.splitlines() if line.startswith("| stuck | lora |"))
+    assert stuck_row.endswith("| collapsed | – | 0/1 | gc |")
+    ok_row = next(line for line in text.splitlines() if line.startswith("| ok | lora |"))
+    assert "collapsed" not in ok_row and ok_row.endswith("| 1/1 | – |")
+    assert "**1 collapsed run(s)**" in text and "## Yardsticks" in text
+    assert "| gc | 40 | 0 | 0.500 | 0.000 | 0.500 |" in text
+    assert len(runs) == 3
+
+
+def test_collapse_check_reads_predictions_and_the_dev_loss() -> None:
+    labels = np.array([0, 1] * 50)
+    one_class = np.tile([0.6, 0.4], (100, 1))
+    one_class[0] = [0.4, 0.6]  # 99 % one class
+    c = check_collapse("classification", one_class, labels, label_names=["neg", "pos"])
+    assert c["collapsed"] and c["reason"] == "99.0% of test predictions are one class (neg)"
+    mixed = np.where(labels[:, None] == 1, [0.3, 0.7], [0.7, 0.3])
+    assert not check_collapse("classification", mixed, labels)["collapsed"]
+    # 97 of 100 one class: collapsed when the MCC interval reaches 0 (the demo's full run),
+    # not when it lies above 0 (a good classifier of a rare class)
+    rare = np.tile([0.9, 0.1], (100, 1))
+    rare[:3] = [0.1, 0.9]
+    assert check_collapse("classification", rare, labels, mcc_interval=[-0.17, 0.0])["collapsed"]
+    assert not check_collapse("classification", rare, np.r_[[1, 1, 1], np.zeros(97, int)],
+                              mcc_interval=[0.6, 1.0])["collapsed"]
+    flat = check_collapse("classification", mixed, labels, initial_dev_loss=0.69,
+                          best_dev_loss=0.69, trained=True)
+    assert flat["collapsed"] and "never fell below its initial 0.6900" in flat["reason"]
+    assert check_collapse("classification", mixed, labels, initial_dev_loss=0.69,
+                          best_dev_loss=None, trained=True)["reason"] == (
+        "the dev loss was never finite")
+    assert not check_collapse("classification", mixed, labels, initial_dev_loss=0.69,
+                              best_dev_loss=0.5, trained=True)["collapsed"]
+    y = np.linspace(0, 1, 50)
+    assert check_collapse("regression", 0.5 + 1e-5 * y, y)["collapsed"]
+    assert not check_collapse("regression", y + 0.1, y)["collapsed"]
+    under = collapse_advice([{"train_loss": 0.69}, {"train_loss": 0.68}], method="lora",
+                            learning_rate=5e-4, epochs=5)
+    assert "raise finetune.learning_rate (now 0.0005) or finetune.epochs (now 5)" in under
+    assert "method: full" in under
+    over = collapse_advice([{"train_loss": 0.69}, {"train_loss": 0.1}], method="full",
+                           learning_rate=1e-3, epochs=5)
+    assert "features do not separate the classes" in over
+
+
+def test_intervals_are_scikit_learn_metrics_over_seeded_resamples() -> None:
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    from dnalm.evaluate import resample_weights
+
+    rng = np.random.default_rng(0)
+    for k in (2, 3):
+        y = rng.integers(0, k, 60)
+        probs = rng.dirichlet(np.ones(k), 60)
+        probs[np.arange(60), y] += 0.3
+        for w in next(resample_weights(60, 4, seed=1)):
+            idx = np.repeat(np.arange(60), w)
+            auroc = (roc_auc_score(y[idx], probs[idx, 1]) if k == 2 else
+                     roc_auc_score(y[idx], probs[idx] / probs[idx].sum(1, keepdims=True),
+                                   multi_class="ovr"))
+            assert auroc_rows(probs, y, w)[0] == pytest.approx(auroc)
+            assert mcc_rows(probs, y, w)[0] == pytest.approx(
+                matthews_corrcoef(y[idx], probs[idx].argmax(1)))
+        first = intervals("classification", y, probs, seed=3, n_bootstrap=200)
+        assert first == intervals("classification", y, probs, seed=3, n_bootstrap=200)
+        assert first["auroc"][0] < first["auroc"][1] and first["mcc"][0] < first["mcc"][1]
+    assert intervals("classification", np.zeros(5, int), np.tile([0.5, 0.5], (5, 1)),
+                     seed=1)["auroc"] is None
+    reg = intervals("regression", np.arange(30.0), np.arange(30.0) ** 2, seed=1)
+    assert reg["spearman"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    chance = chance_level("regression", np.array([1.0, 3.0]), np.array([1.0, 3.0]))
+    assert chance["value"] == 2.0 and chance["mse"] == 1.0 and chance["r2"] == 0.0

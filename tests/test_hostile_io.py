@@ -224,17 +224,22 @@ def test_stale_lock_after_kill_is_cleared(tmp_path: Path) -> None:
     assert refused.returncode != 0 and "cannot be locked" in refused.stdout + refused.stderr
 
     # a process of a live run in the directory keeps the lock
-    busy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "snakemake"],
-                            cwd=workdir)
+    options = {"snakemake": str(SNAKEMAKE),
+               "snakemake_args": ["--snakefile", str(REPO / "Snakefile"), "--configfile",
+                                  "config.yaml"]}
+    busy = subprocess.Popen([sys.executable, "-c", "print('up', flush=True); "
+                             "import time; time.sleep(30)", "snakemake"], cwd=workdir,
+                            stdout=subprocess.PIPE, text=True)
     try:
-        assert not clear_stale_lock(workdir, snakemake=str(SNAKEMAKE))
+        assert busy.stdout.readline().strip() == "up"
+        assert not clear_stale_lock(workdir, **options)
     finally:
         busy.kill()
         busy.wait()
     assert any(locks.iterdir())
     # none left: what `make run` runs first (`snakemake --unlock`), then the plain rerun works
-    assert clear_stale_lock(workdir, snakemake=str(SNAKEMAKE))
-    assert not any(locks.iterdir())
+    assert clear_stale_lock(workdir, **options)
+    assert not locks.is_dir() or not any(locks.iterdir())
     snakemake(workdir, target)
     assert (workdir / target).is_file()
 
@@ -243,16 +248,20 @@ def test_stale_lock_after_kill_is_cleared(tmp_path: Path) -> None:
 
 
 class _Trickle(http.server.BaseHTTPRequestHandler):
-    """Announces 1000 bytes and sends one every 0.1 s."""
+    """Announces 1000 bytes and sends one every 0.1 s (with ``server.slow_headers``, the
+    status line and headers too)."""
 
     def do_GET(self) -> None:
         self.server.gets += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "1000")
-        self.end_headers()
+        head = b"HTTP/1.0 200 OK\r\nContent-Length: 1000\r\n\r\n"
         try:
-            for _ in range(1000):
-                self.wfile.write(b"A")
+            if self.server.slow_headers:
+                body = head + b"A" * 1000
+            else:
+                self.wfile.write(head)
+                body = b"A" * 1000
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
                 self.wfile.flush()
                 time.sleep(0.1)
         except OSError:
@@ -266,7 +275,7 @@ class _Trickle(http.server.BaseHTTPRequestHandler):
 def trickle_url():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
     server.daemon_threads = True
-    server.gets = 0
+    server.gets, server.slow_headers = 0, False
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server, f"http://127.0.0.1:{server.server_address[1]}/genome.fa.gz"
@@ -274,9 +283,11 @@ def trickle_url():
     server.server_close()
 
 
+@pytest.mark.parametrize("slow_headers", [False, True], ids=["body", "headers"])
 def test_trickling_download_is_cut_retried_and_fails_in_one_line(tmp_path: Path, trickle_url,
-                                                                 capsys) -> None:
+                                                                 capsys, slow_headers) -> None:
     server, url = trickle_url
+    server.slow_headers = slow_headers
     dest = tmp_path / "genome.fa.gz"
     outcome: dict[str, BaseException] = {}
 
@@ -293,7 +304,8 @@ def test_trickling_download_is_cut_retried_and_fails_in_one_line(tmp_path: Path,
     assert not worker.is_alive(), "the download hangs on a trickling server"
     assert time.monotonic() - began < 5
     error = outcome.get("error")
-    assert isinstance(error, DownloadError) and "too slow" in str(error), error
+    reason = "no response headers within 1 s" if slow_headers else "too slow"
+    assert isinstance(error, DownloadError) and reason in str(error), error
     assert server.gets == 2  # cut, retried once, given up
     assert list(tmp_path.iterdir()) == []
 
@@ -335,13 +347,16 @@ def _startup_error(config: dict) -> str | None:
     if next(jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
             .iter_errors(config), None):
         return describe_config_error(config, str(SCHEMA_PATH))
-    try:
-        for name in config["pretraining"]["models"]:
+    for name in config["pretraining"]["models"]:  # as rules/pretrain.smk
+        try:
             pretrain_settings(config, name)
-        for spec in config["tokenizers"].values():
+        except DnalmError as exc:
+            return f"pretraining.models.{name}: {exc}"
+    for name, spec in config["tokenizers"].items():  # as rules/tokenizer.smk
+        try:
             parse_spec({k: v for k, v in spec.items() if k != "genomes"})
-    except DnalmError as exc:
-        return str(exc)
+        except DnalmError as exc:
+            return f"tokenizers.{name}: {exc}"
     return None
 
 

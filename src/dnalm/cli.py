@@ -1,8 +1,9 @@
 """The ``dnalm`` command line: run any stage by hand, outside Snakemake.
 
-Each subcommand calls the same package function as the workflow's rule. User errors print one
-line (``dnalm: error: <file/record>: <reason>``) and exit with status 1; ``--debug`` shows the
-traceback instead.
+Each subcommand calls the same package function as the workflow's rule. Every error prints one
+line (``dnalm: error: <file/record>: <reason>``) and exits with status 1: user errors and system
+ones (a read-only folder, a full disk) say what to fix, an unexpected one names its type and
+points at ``--debug``, which shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -447,6 +448,16 @@ def _run_finetune(args: argparse.Namespace) -> None:
     test = metrics.get("test", {})
     shown = ", ".join(f"{k} {v:.3f}" for k, v in test.items() if isinstance(v, float))
     print(f"{args.out}: test {shown}")
+    spans = metrics.get("intervals") or {}
+    bounds = ", ".join(f"{k} {v[0]:.3f}-{v[1]:.3f}" for k, v in spans.items()
+                       if isinstance(v, list))
+    chance = metrics.get("chance") or {}
+    if chance.get("accuracy") is not None:
+        bounds += f"; chance (majority class {chance['label']}): accuracy {chance['accuracy']:.3f}"
+    if bounds:
+        print(f"{args.out}: 95% intervals {bounds}")
+    if metrics.get("collapsed"):
+        print(f"{args.out}: COLLAPSED, not a result: {metrics.get('collapse_reason')}")
 
 
 # --- scoring ------------------------------------------------------------------------------

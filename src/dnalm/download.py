@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -69,9 +70,42 @@ def _bar(url: str, length: str | None) -> Progress:
                     unit_scale=True)
 
 
+def _response(url: str, timeout: float) -> requests.Response:
+    """``requests.get(url, stream=True)`` whose headers must arrive within twice ``timeout``
+    seconds in all (connect, then the response).
+
+    ``requests``' time-out bounds each socket read, so a server that trickles its status line
+    and headers a byte at a time would hold the attempt open for as long as it likes. The request
+    runs in a daemon thread; past the deadline the attempt is given up (a response that still
+    arrives later is closed).
+    """
+    box: dict[str, object] = {}
+    done, abandoned = threading.Event(), threading.Event()
+
+    def get() -> None:
+        try:
+            response = requests.get(url, stream=True, timeout=timeout)
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        else:
+            box["response"] = response
+            if abandoned.is_set():
+                response.close()
+        finally:
+            done.set()
+
+    threading.Thread(target=get, name="dnalm-download", daemon=True).start()
+    if not done.wait(2 * timeout):
+        abandoned.set()
+        raise _Transient(f"no response headers within {2 * timeout:g} s")
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["response"]  # type: ignore[return-value]
+
+
 def _http_stream(url: str, dest: Path, timeout: float, on_bytes: Callable[[bytes], None]) -> int:
     try:
-        with requests.get(url, stream=True, timeout=timeout) as response:
+        with _response(url, timeout) as response:
             if response.status_code in RETRYABLE_STATUS:
                 raise _Transient(f"HTTP {response.status_code}")
             if response.status_code >= 400:

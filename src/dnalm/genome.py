@@ -12,7 +12,6 @@ import bisect
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -72,20 +71,12 @@ def _rebuild_index(path: Path) -> None:
     rebuild the same index each replace it with identical content)."""
     bgzf = _is_bgzf(path)
     targets = [Path(f"{path}.fai")] + ([Path(f"{path}.gzi")] if bgzf else [])
-    tmps = []
-    try:
-        for target in targets:
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                        dir=path.parent)
-            os.close(fd)
-            tmps.append(Path(name))
+    from dnalm.io import atomic_files
+
+    # atomic_files: the modes the umask gives (not mkstemp's 0600), leftovers of a kill removed
+    with atomic_files(*targets) as tmps:
         args = ["--fai-idx", str(tmps[0])] + (["--gzi-idx", str(tmps[1])] if bgzf else [])
         pysam.faidx(str(path), *args)
-        for tmp, target in zip(tmps, targets, strict=True):
-            os.replace(tmp, target)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
 
 
 def _is_bgzf(path: Path) -> bool:

@@ -7,7 +7,7 @@ the next plain run stops with "Directory cannot be locked" until someone runs
 when no process in the directory is a Snakemake run (or one of its jobs): a lock held by a live
 run protects that run's outputs and is left alone.
 
-Run as ``python -m dnalm.workflow_lock [DIRECTORY]``.
+Run as ``python -m dnalm.workflow_lock [SNAKEMAKE OPTIONS]`` in the working directory.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -58,9 +59,13 @@ def snakemake_processes(directory: str | Path) -> list[int] | None:
     return found
 
 
-def clear_stale_lock(directory: str | Path = ".", *, snakemake: str | None = None) -> bool:
+def clear_stale_lock(directory: str | Path = ".", *, snakemake: str | None = None,
+                     snakemake_args: Sequence[str] = ()) -> bool:
     """Run ``snakemake --unlock`` in ``directory`` if it is locked and no Snakemake process runs
-    there; returns whether it did. Prints one line saying what it did or why not."""
+    there; returns whether it did. Prints one line saying what it did or why not.
+
+    ``snakemake_args`` are the run's own options that the unlock needs to parse the workflow
+    (``--snakefile``, ``--configfile``); ``make run`` needs none."""
     directory = Path(directory)
     locks = directory / ".snakemake" / "locks"
     if not locks.is_dir() or not any(locks.iterdir()):
@@ -76,7 +81,7 @@ def clear_stale_lock(directory: str | Path = ".", *, snakemake: str | None = Non
               f"(pid {', '.join(map(str, running))})", file=sys.stderr)
         return False
     program = snakemake or str(Path(sys.executable).with_name("snakemake"))
-    proc = subprocess.run([program, "--unlock", "--cores", "1"], cwd=directory,
+    proc = subprocess.run([program, "--unlock", "--cores", "1", *snakemake_args], cwd=directory,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -88,4 +93,4 @@ def clear_stale_lock(directory: str | Path = ".", *, snakemake: str | None = Non
 
 
 if __name__ == "__main__":
-    clear_stale_lock(sys.argv[1] if len(sys.argv) > 1 else ".")
+    clear_stale_lock(".", snakemake_args=sys.argv[1:])

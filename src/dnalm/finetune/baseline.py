@@ -9,7 +9,9 @@ characters skipped), divided by the number of counted k-mers so that sequence le
 leak into the features, then standardised with the train mean and standard deviation. The k and
 the regularisation strength C are chosen on the dev split by the task's primary metric (MCC or
 Spearman), the same split the language models use for early stopping; the chosen model is the
-one fitted on train, so the baseline sees exactly the data the models see.
+one fitted on train, so the baseline sees exactly the data the models see. Its ``metrics.json``
+carries the same yardsticks as a fine-tuned run (chance, bootstrap intervals, and a flag when
+its test predictions are constant).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dnalm.finetune.report import (
 )
 from dnalm.finetune.settings import BaselineSettings
 from dnalm.finetune.tasks import SPLITS, TaskData, load_task
+from dnalm.finetune.yardsticks import chance_level, check_collapse, intervals
 from dnalm.io import atomic_dir, write_table
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,23 @@ def _parameter_count(model: Any) -> int:
     return int(coef.size + intercept.size)
 
 
+def _yardsticks(task: TaskData, outputs: np.ndarray, seed: int) -> dict[str, Any]:
+    """Chance, bootstrap intervals and the constant-prediction check, as for a fine-tuned run
+    (:mod:`dnalm.finetune.yardsticks`), so the reference row is read with the same care."""
+    labels = task.test["label"].to_numpy()
+    spans = intervals(task.problem, labels, outputs, seed=seed)
+    collapse = check_collapse(task.problem, outputs, labels, label_names=task.label_names,
+                              mcc_interval=spans.get("mcc"))
+    if collapse["collapsed"]:
+        log.warning("%s/%s: constant predictions, not a result: %s", task.name, BASELINE_NAME,
+                    collapse["reason"])
+    return {"chance": chance_level(task.problem, task.train["label"].to_numpy(), labels,
+                                   task.label_names),
+            "intervals": spans,
+            "collapsed": collapse.pop("collapsed"), "collapse_reason": collapse.pop("reason"),
+            "collapse": collapse}
+
+
 def kmer_baseline(task: TaskData | Mapping[str, Any], out_dir: str | Path, *,
                   settings: BaselineSettings | None = None, seed: int = 42,
                   genome_fasta: str | Path | None = None) -> dict[str, Any]:
@@ -157,6 +177,7 @@ def kmer_baseline(task: TaskData | Mapping[str, Any], out_dir: str | Path, *,
         "training": {"seconds": seconds, "seed": settings.seed},
         "resources": {"device": "cpu", **peak_memory_mb()},
         "versions": versions(),
+        **_yardsticks(task, best["test_out"], settings.seed),
     }
     log.info("k-mer baseline test %s: %s", primary, test_metrics.get(primary))
     with atomic_dir(out_dir) as tmp:

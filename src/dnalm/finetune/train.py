@@ -22,8 +22,12 @@ A run directory (``results/finetune/{task}/{model}``) holds:
   ``dnalm_finetune.json`` (base model path, labels, max length) for :func:`load_finetuned`;
 * ``model/`` (full fine-tuning): the whole classifier as a Hugging Face directory;
 * ``merged/`` (optional, LoRA): the adapters merged into the base weights, a plain HF directory;
-* ``metrics.json``: test metrics, best dev loss, epochs, seconds per epoch, peak memory,
-  trainable/total parameters, the label mapping;
+* ``metrics.json``: test metrics, best dev loss (beside the loss before training and that of
+  predicting the class prior), epochs, seconds per epoch, peak memory, trainable/total
+  parameters, the label mapping, and the yardsticks of :mod:`dnalm.finetune.yardsticks`:
+  ``chance`` (the majority class), bootstrap ``intervals`` of AUROC and MCC, and ``collapsed``
+  with ``collapse_reason`` (near-constant test predictions, or a dev loss that never fell; a
+  collapsed run is also a warning in the log saying what to change);
 * ``predictions.parquet``: one row per test sequence: ``id``, ``label``, ``prediction``, per-class
   probabilities ``prob_<id>`` (or the predicted value for regression), ``truncated``.
 """
@@ -60,6 +64,7 @@ from dnalm.finetune.report import (
 )
 from dnalm.finetune.settings import FinetuneSettings, LoraSettings, RMTSettings
 from dnalm.finetune.tasks import SPLITS, TaskData, load_task, task_spec_from_dir
+from dnalm.finetune.yardsticks import chance_level, check_collapse, collapse_advice, intervals
 from dnalm.io import atomic_dir, write_table
 from dnalm.logs import progress
 from dnalm.runtime import autocast, count_parameters, pick_device, seed_everything
@@ -126,6 +131,9 @@ class FineTuner:
         #: shared machine inflates far less than wall time does
         self.epoch_cpu_seconds: list[float] = []
         self.best: dict[str, Any] = {}
+        #: dev loss before any training (random head): a run whose best dev loss is not below
+        #: it has learned nothing (see dnalm.finetune.yardsticks)
+        self.initial_dev_loss: float | None = None
 
     # -- preparation ---------------------------------------------------------------------------
 
@@ -226,6 +234,9 @@ class FineTuner:
         optimizer, scheduler = self._optimizer(steps)
         generator = torch.Generator().manual_seed(s.seed)
         best_loss, best_state, stale = math.inf, self._snapshot(), 0
+        self.initial_dev_loss = self.evaluate("dev")[0]
+        log.info("dev loss before training %.4f (predicting the training class frequencies "
+                 "or mean: %s)", self.initial_dev_loss, _fmt(self.prior_dev_loss()))
         for epoch in range(1, s.epochs + 1):
             began, cpu_began = time.perf_counter(), time.process_time()
             train_loss = self._train_epoch(optimizer, scheduler, generator)
@@ -252,6 +263,22 @@ class FineTuner:
         return self.history
 
     # -- evaluation ----------------------------------------------------------------------------
+
+    def prior_dev_loss(self) -> float | None:
+        """Dev loss of the constant predictor fitted on train (class frequencies, or the mean).
+
+        The loss a model reaches by learning the class prior alone: the yardstick for the dev
+        losses in the log and ``metrics.json``.
+        """
+        dev = self.task.split("dev")["label"].to_numpy()
+        if not len(dev):
+            return None
+        if self.task.problem == "regression":
+            scaled = (dev.astype(np.float64) - self.target_mean) / self.target_std
+            return float(np.mean(scaled**2))
+        train = self.task.train["label"].to_numpy().astype(np.int64)
+        freq = np.bincount(train, minlength=self.task.num_labels) / max(1, len(train))
+        return float(-np.mean(np.log(np.clip(freq[dev.astype(np.int64)], 1e-12, None))))
 
     def outputs(self, encoded: Encoded, batch_size: int | None = None) -> np.ndarray:
         """Class probabilities (n × classes) or predicted values (n) for encoded sequences."""
@@ -392,6 +419,7 @@ def _metrics_document(tuner: FineTuner, test_loss: float,
         "primary_metric": primary_metric(task.problem),
         "test": {"loss": test_loss, "n": len(task.test), **test_metrics},
         "dev": {"best_epoch": tuner.best.get("epoch"), "best_loss": tuner.best.get("loss"),
+                "initial_loss": tuner.initial_dev_loss, "prior_loss": tuner.prior_dev_loss(),
                 **{k: v for k, v in tuner.best.items() if k not in ("epoch", "loss")}},
         "label_names": task.label_names,
         "label_mapping": task.label_mapping,
@@ -424,6 +452,25 @@ def _metrics_document(tuner: FineTuner, test_loss: float,
         "resources": {"device": str(tuner.device), "threads": s.threads,
                       **peak_memory_mb(tuner.device)},
         "versions": versions(),
+    }
+
+
+def _yardsticks(tuner: FineTuner, outputs: np.ndarray) -> dict[str, Any]:
+    """``chance``, ``intervals`` and the collapse flag of a run (:mod:`.yardsticks`)."""
+    task = tuner.task
+    labels = task.test["label"].to_numpy()
+    spans = intervals(task.problem, labels, outputs, seed=tuner.settings.seed)
+    collapse = check_collapse(task.problem, outputs, labels,
+                              initial_dev_loss=tuner.initial_dev_loss,
+                              best_dev_loss=tuner.best.get("loss"), trained=True,
+                              label_names=task.label_names, mcc_interval=spans.get("mcc"))
+    return {
+        "chance": chance_level(task.problem, task.train["label"].to_numpy(), labels,
+                               task.label_names),
+        "intervals": spans,
+        "collapsed": collapse.pop("collapsed"),
+        "collapse_reason": collapse.pop("reason"),
+        "collapse": collapse,
     }
 
 
@@ -488,10 +535,19 @@ def run_finetune(task: TaskData | Mapping[str, Any], model_dir: str | Path,
     tuner.fit()
     test_loss, test_metrics, outputs = tuner.evaluate("test")
     document = _metrics_document(tuner, test_loss, test_metrics)
+    document.update(_yardsticks(tuner, outputs))
     primary = document["primary_metric"]
     log.info("test %s: %s (loss %.4f); trainable %d of %d parameters", primary,
              _fmt(test_metrics.get(primary)), test_loss, tuner.trainable_parameters,
              tuner.total_parameters)
+    if document["collapsed"]:
+        s = tuner.settings
+        log.warning("%s/%s collapsed, not a result: %s (best dev loss %s; predicting the "
+                    "class prior: %s); %s", task.name, tuner.model_name,
+                    document["collapse_reason"], _fmt(tuner.best.get("loss")),
+                    _fmt(tuner.prior_dev_loss()),
+                    collapse_advice(tuner.history, method=s.method, learning_rate=s.lr,
+                                    epochs=s.epochs))
     with atomic_dir(out_dir) as tmp:
         encoded = tuner.encoded["test"]
         extra = {"n_tokens": np.array([len(x) for x in encoded.ids], dtype=np.int32),
