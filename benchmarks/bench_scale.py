@@ -32,6 +32,9 @@ after its imports is reported too, since some steps import torch through ``dnalm
    ``annotate_from_table`` (the whole table read, sorted, a dict of every record's entries).
 5. ``gather``: :func:`dnalm.score.run.gather_scores` of the ``R = 10`` region tables.
 
+``--repeats`` runs today's path, the ``R = 10`` partition and both annotations at the smallest
+size that many times, round-robin (the machine is shared); the tables give the best and median.
+
 Synthetic scores: for each job of the ``R = 10`` partition, its rows as a region job writes
 them (``unscored`` + ``SCORE_COLUMNS``) with a random score for every scorable row, written by
 ``DataFrame.to_parquet`` as ``score_vcf_region`` does (outside the measurements).

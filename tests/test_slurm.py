@@ -110,7 +110,9 @@ def test_jobs_ran_through_slurm_and_only_gpu_rules_asked_for_a_gpu(
     by_rule: dict[str, list[dict[str, str]]] = {}
     for record in records:
         by_rule.setdefault(rule_of(record), []).append(record)
-    expected = {"cpu_prep", "gpu_pretrain", "finalize_model", "score_variants_region"}
+    # partition_variants: the checkpoint that reads the variant set once, a CPU job
+    expected = {"cpu_prep", "gpu_pretrain", "finalize_model", "partition_variants",
+                "score_variants_region"}
     assert set(by_rule) == expected, sorted(by_rule)
     for rule, jobs in by_rule.items():
         for job in jobs:

@@ -28,7 +28,7 @@ def test_gena_with_memory_pretrains_and_scores(tmp_path: Path) -> None:
         "batch_size": 4, "total_steps": 6, "steps_per_job": 3, "warmup_steps": 1,
         "log_every": 3, "val_max_batches": 2, "rmt": {"num_mem_tokens": 4, "max_n_segments": 2}}}}
     config["finetune"] = {"tasks": {}, "models": []}
-    config["embeddings"] = config["predictions"] = {}
+    config["embeddings"] = config["predictions"] = config["effects"] = config["evaluation"] = {}
     config["coding"] = {**config["coding"], "variants": [], "annotations": {}}
     config["scoring"] = {**config["scoring"], "models": ["long"], "regions": 1,
                          "saturation": {},

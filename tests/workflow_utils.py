@@ -42,7 +42,7 @@ def make_workdir(
             config[key] = {**config[key], **value}
         else:
             config[key] = value
-    _drop_unknown_genomes(config, set(genomes))
+    _drop_unknown_genomes(config, set(genomes), workdir)
     _keep_defined_sequence_sets(config, set(genomes), workdir)
     _keep_evaluated_sets(config)
     with open(workdir / "config.yaml", "w") as handle:
@@ -50,7 +50,7 @@ def make_workdir(
     return workdir
 
 
-def _drop_unknown_genomes(config: dict, genomes: set[str]) -> None:
+def _drop_unknown_genomes(config: dict, genomes: set[str], workdir: Path) -> None:
     """Keep the demo's scoring/coding/track sets only for genomes this test's sheet has (the
     workflow rightly refuses a set on a genome it does not know)."""
     scoring = config.get("scoring", {})
@@ -62,6 +62,10 @@ def _drop_unknown_genomes(config: dict, genomes: set[str]) -> None:
                              if g in genomes}
     config["tracks"] = {k: v for k, v in config.get("tracks", {}).items()
                         if v["genome"] in genomes}
+    for spec in config["tracks"].values():  # the demo's TSS yardstick: absolute unless the
+        tss = spec.get("tss_bed")            # workdir links data/ (cloud dry runs)
+        if tss and not Path(tss).is_absolute() and not (workdir / tss).exists():
+            spec["tss_bed"] = str(REPO / tss)
     # tokenizers and models that name the demo's genomes learn from those on this sheet
     # (none left: every genome, the default)
     def kept(spec: dict) -> dict:

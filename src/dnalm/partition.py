@@ -64,11 +64,12 @@ def assign_bins(checked: pd.DataFrame, contigs: list[tuple[str, int]], n_bins: i
     offsets = dict(zip(lengths, np.concatenate([[0], np.cumsum(list(lengths.values()))])[:-1],
                        strict=True))
     total = sum(lengths.values())
-    gc = checked["genome_contig"]
-    placed = gc.notna().to_numpy()
-    offset = gc.map(offsets).fillna(0).to_numpy(dtype=np.int64)
-    last = gc.map(lengths).fillna(1).to_numpy(dtype=np.int64) - 1
-    where = offset + np.clip(checked["start"].to_numpy(dtype=np.int64), 0, np.maximum(last, 0))
+    codes, names = pd.factorize(checked["genome_contig"], use_na_sentinel=True)
+    known = np.array([offsets[n] for n in names] + [0], dtype=np.int64)  # code -1: no contig
+    last = np.array([lengths[n] - 1 for n in names] + [0], dtype=np.int64)
+    placed = codes >= 0
+    where = known[codes] + np.clip(checked["start"].to_numpy(dtype=np.int64), 0,
+                                   np.maximum(last[codes], 0))
     bounds = np.array([total * i // n_bins for i in range(n_bins + 1)], dtype=np.int64)
     bins = np.clip(np.searchsorted(bounds, where, side="right") - 1, 0, n_bins - 1)
     return np.where(placed, bins, 0)

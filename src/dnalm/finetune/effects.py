@@ -233,7 +233,7 @@ def _metadata(run_dir: str | Path, run: Any, settings: EffectSettings) -> dict[s
 def _write(frame: pd.DataFrame, meta: dict[str, Any], path: str | Path) -> pa.Table:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata({b"dnalm": json.dumps(meta).encode()})
-    write_table(table, path)
+    write_table(table, path, row_group_size=65_536)  # the gather holds one row group at a time
     return table
 
 

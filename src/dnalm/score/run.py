@@ -16,8 +16,6 @@ import pyarrow.parquet as pq
 from dnalm.genome import Genome
 from dnalm.io import atomic_file
 from dnalm.partition import job_variants
-from dnalm.runtime import pick_device
-from dnalm.score.lm import MaskedLM
 from dnalm.score.saturation import (
     bed_jobs,
     read_bed,
@@ -25,8 +23,10 @@ from dnalm.score.saturation import (
     write_position_bigwig,
 )
 from dnalm.score.settings import ScoreConfig
-from dnalm.score.vep import score_variants, unscored
 from dnalm.variants import annotate_vcf_streaming
+
+# torch (about 0.5 GiB) is imported by the functions that run a model, not by the model-free
+# steps of this module (gather, annotation), which run as their own jobs.
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,13 @@ SCORE_COLUMNS = ["contig", "pos", "ref", "alt", "id", "score", "mode", "reason",
                  "masked_alt_tokens", "record"]
 
 
+#: Rows per Parquet row group of a job's table: the gather holds one row group at a time.
+ROW_GROUP_ROWS = 65_536
+
+
 def _write(frame: pd.DataFrame, path: str | Path) -> None:
     with atomic_file(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        frame.to_parquet(tmp, index=False, row_group_size=ROW_GROUP_ROWS)
 
 
 def score_vcf_region(
@@ -57,6 +61,10 @@ def score_vcf_region(
     workflow's region jobs read), or every variant of ``variants_path`` (``dnalm
     score-variants``). Rows that cannot be scored keep their reason; no model is loaded when
     nothing is scorable."""
+    from dnalm.runtime import pick_device
+    from dnalm.score.lm import MaskedLM
+    from dnalm.score.vep import score_variants, unscored
+
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
         subset = job_variants(genome, variants_path=variants_path, partition=partition, job=job)
         if subset["reason"].eq("").any():
@@ -125,6 +133,10 @@ def saturate_job(
 ) -> pd.DataFrame:
     """Saturation mutagenesis of job ``job``'s share of the BED regions
     (:func:`dnalm.score.saturation.bed_jobs`) → Parquet, a row per position × alternative."""
+    from dnalm.runtime import pick_device
+    from dnalm.score.lm import MaskedLM
+    from dnalm.score.vep import score_variants
+
     tiled = dataclasses.replace(cfg, windows="tiled")
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
         regions = read_bed(bed_path, genome)  # the whole file checked before the model loads
