@@ -12,7 +12,13 @@ import yaml
 
 from tests.conftest import DEMO_FASTA
 from tests.scoring_utils import make_model, make_tokenizer
-from tests.workflow_utils import REPO, make_workdir, planned_jobs, snakemake
+from tests.workflow_utils import (
+    REPO,
+    assert_dry_run_fails_in_one_line,
+    make_workdir,
+    planned_jobs,
+    snakemake,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -89,8 +95,4 @@ def test_bad_sets_are_one_line_errors(tmp_path: Path, change: dict, message: str
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     config["evaluation"] = {**config["evaluation"], **change}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake(workdir, "--dry-run", check=False)
-    assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("dnalm: error:")]
-    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
+    assert_dry_run_fails_in_one_line(workdir, message)

@@ -11,7 +11,13 @@ import pytest
 import yaml
 
 from tests.conftest import DEMO_FASTA
-from tests.workflow_utils import REPO, default_config, make_workdir, planned_jobs, snakemake
+from tests.workflow_utils import (
+    REPO,
+    assert_dry_run_fails_in_one_line,
+    default_config,
+    make_workdir,
+    planned_jobs,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -50,8 +56,4 @@ def test_bad_sets_are_one_line_errors(tmp_path: Path, change: dict, message: str
     for section, values in change.items():
         config[section] = {**config[section], **values}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake(workdir, "--dry-run", check=False)
-    assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("dnalm: error:")]
-    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
+    assert_dry_run_fails_in_one_line(workdir, message)

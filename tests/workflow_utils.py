@@ -164,3 +164,13 @@ def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, str]]:
         wc = re.search(r"wildcards: (.*)", block)
         jobs.append((m.group(1), wc.group(1).strip() if wc else ""))
     return jobs
+
+
+def assert_dry_run_fails_in_one_line(workdir: Path, message: str) -> None:
+    """A dry run of ``workdir`` stops with exactly one ``dnalm: error:`` line holding
+    ``message``, and no traceback."""
+    proc = snakemake(workdir, "--dry-run", check=False)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("dnalm: error:")]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr

@@ -257,7 +257,9 @@ def spec_genome_fasta(spec: dict) -> str | None:
     if not spec.get("bed"):
         return None
     genome = str(spec["genome"])
-    return genome if is_genome_path(genome) else f"results/genomes/{genome}/genome.fa.gz"
+    from dnalm.paths import genome_fasta
+
+    return genome if is_genome_path(genome) else genome_fasta(genome)
 
 
 def spec_files(spec: dict) -> list[str]:

@@ -256,23 +256,35 @@ def _recognise(path: Path) -> ModelDirectory:
 # Weights
 
 
-def read_weights(model_dir: str | Path) -> dict[str, Any]:
-    """The state dict of a directory's weight files (safetensors or PyTorch, sharded or not)."""
-    import torch
-
+def weight_files(model_dir: str | Path) -> list[Path]:
+    """The weight files of a directory: the first of :data:`WEIGHT_FILES` present, or the
+    shards its ``.index.json`` names (each checked to exist); one line for what is missing."""
     path = Path(model_dir)
     present = [name for name in WEIGHT_FILES if (path / name).is_file()]
     if not present:
         raise InputFormatError(f"no weights ({' or '.join(WEIGHT_FILES[::2])})", where=str(path))
     name = present[0]
-    files = [path / name]
-    if name.endswith(".index.json"):
-        try:
-            index = json.loads((path / name).read_text())
-            files = [path / f for f in sorted(set(index["weight_map"].values()))]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputFormatError(f"weight index is not valid ({type(exc).__name__})",
-                                   where=str(path / name)) from None
+    if not name.endswith(".index.json"):
+        return [path / name]
+    try:
+        index = json.loads((path / name).read_text())
+        files = [path / f for f in sorted(set(index["weight_map"].values()))]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
+            AttributeError) as exc:
+        raise InputFormatError(f"weight index is not valid ({type(exc).__name__})",
+                               where=str(path / name)) from None
+    for file in files:
+        if not file.is_file():
+            raise InputFormatError(f"weight shard {file.name} named by {name} is missing",
+                                   where=str(path))
+    return files
+
+
+def read_weights(model_dir: str | Path) -> dict[str, Any]:
+    """The state dict of a directory's weight files (safetensors or PyTorch, sharded or not)."""
+    import torch
+
+    files = weight_files(model_dir)
     state: dict[str, Any] = {}
     for file in files:
         try:
@@ -304,24 +316,7 @@ def check_weight_files(model_dir: str | Path) -> None:
     truncated download is caught without reading the tensors); transformers would otherwise
     raise its own exception types from deep inside ``from_pretrained``.
     """
-    path = Path(model_dir)
-    present = [name for name in WEIGHT_FILES if (path / name).is_file()]
-    if not present:
-        raise InputFormatError(f"no weights ({' or '.join(WEIGHT_FILES[::2])})", where=str(path))
-    name = present[0]
-    files = [path / name]
-    if name.endswith(".index.json"):
-        try:
-            index = json.loads((path / name).read_text())
-            files = [path / f for f in sorted(set(index["weight_map"].values()))]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError,
-                AttributeError) as exc:
-            raise InputFormatError(f"weight index is not valid ({type(exc).__name__})",
-                                   where=str(path / name)) from None
-    for file in files:
-        if not file.is_file():
-            raise InputFormatError(f"weight shard {file.name} named by {name} is missing",
-                                   where=str(path))
+    for file in weight_files(model_dir):
         if file.name.endswith(".safetensors"):
             from safetensors import safe_open
 
