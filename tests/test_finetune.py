@@ -40,6 +40,7 @@ from dnalm.finetune import (
     default_target_modules,
     finetune,
     finetune_from_paths,
+    finetune_settings,
     kmer_baseline,
     kmer_frequencies,
     load_classifier,
@@ -517,16 +518,23 @@ def test_task_errors_are_one_line(tmp_path: Path) -> None:
         assert "\n" not in text
 
 
-def test_run_entries_name_model_and_method() -> None:
-    runs = finetune_runs({"models": ["demo", {"name": "demo_full", "model": "demo",
-                                              "method": "full"}, {"name": "nt"}]})
-    assert runs == {"demo": {"model": "demo", "method": None},
-                    "demo_full": {"model": "demo", "method": "full"},
-                    "nt": {"model": "nt", "method": None}}
-    assert run_settings({"method": "lora", "epochs": 3, "tasks": {}}, runs["demo_full"]) == {
-        "method": "full", "epochs": 3}
+def test_run_entries_name_model_method_and_learning_rate() -> None:
+    runs = finetune_runs({"models": [{"name": "demo", "learning_rate": 0.005},
+                                     {"name": "demo_full", "model": "demo", "method": "full"},
+                                     "nt"]})
+    assert runs == {"demo": {"model": "demo", "method": None, "learning_rate": 0.005},
+                    "demo_full": {"model": "demo", "method": "full", "learning_rate": None},
+                    "nt": {"model": "nt", "method": None, "learning_rate": None}}
+    section = {"method": "lora", "epochs": 3, "learning_rate": 0.001, "tasks": {}}
+    assert run_settings(section, runs["demo_full"]) == {
+        "method": "full", "epochs": 3, "learning_rate": 0.001}
+    # a run's own learning rate reaches its training settings (the demo's LoRA run needs a
+    # larger one than the full run beside it)
+    assert finetune_settings(run_settings(section, runs["demo"])).lr == 0.005
     for entries, message in (([BASELINE_NAME], "reserved"), (["a", {"name": "a"}], "twice"),
                              ([{"name": "a", "method": "qlora"}], "method 'qlora'"),
+                             ([{"name": "a", "learning_rate": "5e-3"}], "learning_rate"),
+                             ([{"name": "a", "learning_rate": 0}], "learning_rate"),
                              (["a/b"], "no slash"), ([{"name": "a", "path": "/x"}], "path")):
         with pytest.raises(DnalmError, match=message):
             finetune_runs({"models": entries})

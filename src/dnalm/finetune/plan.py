@@ -7,9 +7,10 @@ A run entry of ``finetune.models`` is either a model name (a model the pipeline 
 ``results/models/{name}``, or an ``external_models`` entry, resolved by ``rules/common.smk``'s
 ``model_dir``) or a mapping ``{name, model, method}``: ``name`` labels the run (its directory
 ``results/finetune/{task}/{name}`` and its row in the summary), ``model`` is the model it
-fine-tunes (default: ``name``) and ``method`` overrides the section's. The mapping form puts
-LoRA and full fine-tuning of one model side by side in one summary, e.g.
-``[demo, {name: demo_full, model: demo, method: full}]``.
+fine-tunes (default: ``name``), and ``method`` and ``learning_rate`` override the section's. The
+mapping form puts LoRA and full fine-tuning of one model side by side in one summary, each at
+its own learning rate (a LoRA adapter needs a larger one), e.g.
+``[{name: demo, learning_rate: 0.005}, {name: demo_full, model: demo, method: full}]``.
 """
 
 from __future__ import annotations
@@ -35,27 +36,32 @@ def _check_name(name: Any, what: str) -> str:
     return name
 
 
-def _run_entry(entry: Any) -> tuple[str, str, str | None]:
-    """(run name, model name, method override) of one ``finetune.models`` entry."""
+_RUN_KEYS = ("name", "model", "method", "learning_rate")
+
+
+def _run_entry(entry: Any) -> tuple[str, str, str | None, Any]:
+    """(run name, model name, method override, learning-rate override) of one
+    ``finetune.models`` entry."""
     if isinstance(entry, str):
-        return entry, entry, None
+        return entry, entry, None, None
     if not isinstance(entry, Mapping):
         raise ConfigError(f"entry {entry!r} must be a model name or a mapping", where=_WHERE)
-    unknown = sorted(set(entry) - {"name", "model", "method"})
+    unknown = sorted(set(entry) - set(_RUN_KEYS))
     if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} (valid: name, model, method)",
+        raise ConfigError(f"unknown key(s) {', '.join(unknown)} (valid: {', '.join(_RUN_KEYS)})",
                           where=_WHERE)
     name = entry.get("name")
     model = entry.get("model") or name
     _check_name(model, "model")
-    return name, model, entry.get("method")
+    return name, model, entry.get("method"), entry.get("learning_rate")
 
 
 def finetune_runs(section: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{run name: {"model": model name, "method": override or None}}`` in config order."""
+    """``{run name: {"model": model name, "method": override or None, "learning_rate":
+    override or None}}`` in config order."""
     out: dict[str, dict[str, Any]] = {}
     for entry in section.get("models", []) or []:
-        name, model, method = _run_entry(entry)
+        name, model, method, learning_rate = _run_entry(entry)
         _check_name(name, "run")
         if name == BASELINE_NAME:
             raise ConfigError(f"name {BASELINE_NAME!r} is reserved for the k-mer baseline",
@@ -65,15 +71,22 @@ def finetune_runs(section: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if method is not None and method not in METHODS:
             raise ConfigError(f"run {name!r}: method {method!r} is not one of "
                               f"{', '.join(METHODS)}", where=_WHERE)
-        out[name] = {"model": model, "method": method}
+        if learning_rate is not None and (isinstance(learning_rate, bool) or not isinstance(
+                learning_rate, (int, float)) or not learning_rate > 0):
+            raise ConfigError(f"run {name!r}: learning_rate {learning_rate!r} must be a number "
+                              "> 0", where=_WHERE)
+        out[name] = {"model": model, "method": method, "learning_rate": learning_rate}
     return out
 
 
 def run_settings(section: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
-    """The section's training settings for one run (its ``method`` override applied)."""
+    """The section's training settings for one run (its ``method`` and ``learning_rate``
+    overrides applied)."""
     settings = {k: v for k, v in section.items() if k not in ("tasks", "models", "baseline")}
     if run.get("method"):
         settings["method"] = run["method"]
+    if run.get("learning_rate") is not None:
+        settings["learning_rate"] = run["learning_rate"]
     return settings
 
 
