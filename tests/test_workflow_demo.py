@@ -152,9 +152,10 @@ def test_lora_and_full_finetuning_beside_the_kmer_baseline(demo: Path) -> None:
 def test_finetuned_track_over_the_genome(demo: Path) -> None:
     import pyBigWig
 
-    base = demo / "results/tracks/demo/enhancer_demo"
+    (name, spec), = default_config()["tracks"].items()
+    base = demo / "results/tracks/demo" / name
     table = pd.read_parquet(f"{base}.parquet")
-    assert len(table) == (2_000_000 - 500) // 250 + 1
+    assert len(table) == (2_000_000 - spec["window_bp"]) // spec["stride_bp"] + 1
     assert table["value"].between(0, 1).all()
     bedgraph = pd.read_csv(f"{base}.bedgraph", sep="\t", header=None,
                            names=["contig", "start", "end", "value"])
@@ -177,7 +178,7 @@ def test_embeddings_and_predictions_of_the_promoters(demo: Path) -> None:
     base = demo / "results/embeddings/promoters"
     vectors = {}
     for name, path in (("model", base / "demo.parquet"),
-                       ("run", base / "finetune/human_enhancers_cohn/demo.parquet")):
+                       ("run", base / "finetune/human_promoters_chr20/demo_full.parquet")):
         frame = pd.read_parquet(path)
         assert frame["id"].tolist() == names and frame["strand"].tolist().count("-") == 5
         assert frame.set_index("id").loc["HNF4A_upstream_3kb", "n_windows"] > 1
@@ -186,13 +187,14 @@ def test_embeddings_and_predictions_of_the_promoters(demo: Path) -> None:
         assert Path(str(path).replace(".parquet", "_report.html")).is_file()
         assert Path(str(path).replace(".parquet", "_pca.png")).stat().st_size > 1000
     assert np.abs(vectors["model"] - vectors["run"]).max() > 1e-4  # the adapter changes them
-    pred = pd.read_parquet(demo / "results/predictions/promoters/human_enhancers_cohn/demo.parquet")
+    pred = pd.read_parquet(
+        demo / "results/predictions/promoters/human_promoters_chr20/demo_full.parquet")
     assert pred["id"].tolist() == names
     assert np.allclose(pred["prob_0"] + pred["prob_1"], 1.0)
     assert set(pred["prediction_name"]) <= {"negative", "positive"}
     assert pred.set_index("id").loc["HNF4A_upstream_3kb", "n_windows"] > 1
     assert not pred["truncated"].any()
-    assert (demo / "results/predictions/promoters/human_enhancers_cohn/demo.html").is_file()
+    assert (demo / "results/predictions/promoters/human_promoters_chr20/demo_full.html").is_file()
 
 
 def test_finetuned_variant_effects_and_mutation_map(demo: Path, tmp_path: Path) -> None:
@@ -206,11 +208,11 @@ def test_finetuned_variant_effects_and_mutation_map(demo: Path, tmp_path: Path) 
     from dnalm.finetune.effects import effects_region
     from dnalm.finetune.settings import EffectSettings
 
-    base = demo / "results/effects/demo/human_enhancers_cohn/demo"
+    base = demo / "results/effects/demo/human_promoters_chr20/demo_full"
     table = pd.read_parquet(base / "demo_1kg.parquet")
     vcf = REPO / "data/demo_chr20_hnf4a/1kg_pilot_sites.vcf"
     assert len(table) == 16 and table["score"].notna().all()
-    again = effects_region(demo / "results/finetune/human_enhancers_cohn/demo",
+    again = effects_region(demo / "results/finetune/human_promoters_chr20/demo_full",
                            demo / "results/genomes/demo/genome.fa.gz", vcf,
                            tmp_path / "fx.parquet", settings=EffectSettings(), gpus=0)
     np.testing.assert_allclose(table.sort_values("record")["score"],
@@ -230,7 +232,8 @@ def test_clinvar_sites_evaluated_beside_chance(demo: Path) -> None:
     effects, evaluated against their labels with intervals and chance levels."""
     table = pd.read_parquet(demo / "results/evaluation/clinvar_chr20.parquet")
     overall = table[table["stratum"] == "(all)"].set_index(["model", "kind"])
-    assert {("demo", "zero-shot"), ("human_enhancers_cohn/demo", "effects")} <= set(overall.index)
+    assert {("demo", "zero-shot"),
+            ("human_promoters_chr20/demo_full", "effects")} <= set(overall.index)
     for _, row in overall.iterrows():
         assert row["n"] == 48 and row["n_positive"] == 27 and row["n_unscored"] == 0
         assert row["auroc_low"] <= row["auroc"] <= row["auroc_high"]

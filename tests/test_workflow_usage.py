@@ -29,16 +29,17 @@ def test_demo_config_plans_embedding_and_prediction_jobs(tmp_path: Path) -> None
     workdir = make_workdir(tmp_path / "run", {"demo": str(DEMO_FASTA)},
                            finetune={**finetune, "tasks": tasks})
     targets = ["results/embeddings/promoters/demo_pca.png",
-               "results/embeddings/promoters/finetune/human_enhancers_cohn/demo_report.html",
-               "results/predictions/promoters/human_enhancers_cohn/demo.html"]
+               "results/embeddings/promoters/finetune/human_promoters_chr20/demo_full_report.html",
+               "results/predictions/promoters/human_promoters_chr20/demo_full.html"]
     jobs = planned_jobs(workdir, *targets)
     assert ("embed_model", "seqset=promoters, model=demo") in jobs
-    assert ("embed_run", "seqset=promoters, task=human_enhancers_cohn, run=demo") in jobs
-    assert ("predict", "seqset=promoters, task=human_enhancers_cohn, run=demo") in jobs
+    assert ("embed_run", "seqset=promoters, task=human_promoters_chr20, run=demo_full") in jobs
+    assert ("predict", "seqset=promoters, task=human_promoters_chr20, run=demo_full") in jobs
     reports = sorted(wc for rule, wc in jobs if rule == "embedding_report")
     assert reports == ["seqset=promoters, encoder=demo",
-                       "seqset=promoters, encoder=finetune/human_enhancers_cohn/demo"]
-    assert ("prediction_report", "seqset=promoters, task=human_enhancers_cohn, run=demo") in jobs
+                       "seqset=promoters, encoder=finetune/human_promoters_chr20/demo_full"]
+    assert ("prediction_report",
+            "seqset=promoters, task=human_promoters_chr20, run=demo_full") in jobs
 
 
 @pytest.mark.parametrize(("change", "message"), [
