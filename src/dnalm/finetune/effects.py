@@ -100,9 +100,6 @@ def effect_table(run: Any, genome: Genome, variants: pd.DataFrame,
                  settings: EffectSettings) -> pd.DataFrame:
     """Effects of checked variants (:func:`dnalm.variants.check_against_genome`) under a loaded
     run (:class:`dnalm.finetune.train.FinetunedModel`); every input row comes out."""
-    from dnalm.finetune.encoding import Encoded
-    from dnalm.finetune.train import predict_outputs
-
     began = time.perf_counter()
     meta, encoder = run.meta, run.encoder
     tok = encoder.tokenizer
@@ -140,7 +137,7 @@ def effect_table(run: Any, genome: Genome, variants: pd.DataFrame,
                              reverse=strand == "rev", tiled=settings.windows == "tiled")
         unfit = (slots < 0).any(axis=(0, 1))
         out.loc[ok[unfit], "reason"] = "changed tokens longer than the run's input"
-        predicted = _run_inputs(run, inputs.rows, settings.batch_size, predict_outputs, Encoded)
+        predicted = run.outputs(inputs.rows, settings.batch_size)
         if len(predicted):
             predicted = predicted.reshape(len(inputs.rows), n_classes)
             fit = np.flatnonzero(~unfit)
@@ -171,25 +168,6 @@ def _plan_allele(tok: Any, inputs: _Inputs, slots: np.ndarray, seqs: list[str],
         span = _crop(starts, ends, lo, hi, room, focus)
         if span is not None:
             slots[i] = inputs.add(tok.wrap(ids[span[0]:span[1]]))
-
-
-def _run_inputs(run: Any, rows: list[list[int]], batch_size: int | None, predict_outputs: Any,
-                encoded_cls: Any) -> np.ndarray:
-    """The run's outputs for ``rows`` (longest first, so batches pad little), in row order."""
-    if not rows:
-        return np.zeros((0,))
-    order = np.argsort(-np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)),
-                       kind="stable")
-    meta = run.meta
-    sorted_out = predict_outputs(
-        run.model, encoded_cls([rows[i] for i in order], np.zeros(len(rows), dtype=bool)),
-        pad_id=run.encoder.pad_id, device=run.device, problem=meta["problem"],
-        batch_size=batch_size or int(meta.get("eval_batch_size", 64)),
-        target_mean=float(meta.get("target_mean", 0.0)),
-        target_std=float(meta.get("target_std", 1.0)))
-    result = np.empty_like(sorted_out)
-    result[order] = sorted_out
-    return result
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -251,13 +229,11 @@ def effects_region(run_dir: str | Path, genome_path: str | Path,
     """Effects of one job's variants: job ``job`` of a partition (:mod:`dnalm.partition`, the
     workflow's region jobs, shared with zero-shot scoring), or every variant of
     ``variants_path`` (``dnalm variant-effects``)."""
-    from dnalm.finetune.predict import is_finetuned_run
+    from dnalm.finetune.predict import require_finetuned_run
     from dnalm.finetune.train import load_finetuned
     from dnalm.partition import job_variants
 
-    if not is_finetuned_run(run_dir):
-        raise ConfigError("not a fine-tuning run (no adapter/, model/ or merged/ with "
-                          "dnalm_finetune.json)", where=str(run_dir))
+    require_finetuned_run(run_dir)
     run = load_finetuned(run_dir, gpus=gpus)
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
         subset = job_variants(genome, variants_path=variants_path, partition=partition, job=job)
@@ -314,13 +290,11 @@ def saturate_effects(run_dir: str | Path, genome_path: str | Path, bed_path: str
     """Every position of the BED regions × its three alternatives under a fine-tuned run:
     Parquet (a row per substitution), a bigWig of the per-position maximum |score| and a
     mutation-map picture of the regions up to ``settings.map_max_bp`` long."""
-    from dnalm.finetune.predict import is_finetuned_run
+    from dnalm.finetune.predict import require_finetuned_run
     from dnalm.finetune.train import load_finetuned
     from dnalm.score.saturation import read_bed, saturation_variants, write_position_bigwig
 
-    if not is_finetuned_run(run_dir):
-        raise ConfigError("not a fine-tuning run (no adapter/, model/ or merged/ with "
-                          "dnalm_finetune.json)", where=str(run_dir))
+    require_finetuned_run(run_dir)
     tiled = dataclasses.replace(settings, windows="tiled")
     with Genome(genome_path, match_chr_prefix=match_chr_prefix) as genome:
         variants = saturation_variants(genome, read_bed(bed_path, genome))

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dnalm.errors import ConfigError
-from dnalm.finetune.settings import PREDICT_LONG_POLICIES, PredictSettings
+from dnalm.finetune.settings import PredictSettings
 from dnalm.inputs import SequenceRecords, read_sequences
 
 log = logging.getLogger(__name__)
@@ -60,12 +60,8 @@ def predict_records(run: Any, records: SequenceRecords, *, long: str = PredictSe
                     batch_size: int | None = None) -> pa.Table:
     """Predictions of a loaded run (:class:`~dnalm.finetune.FinetunedModel`) for every record."""
     from dnalm.embed import check_tokens, plan_windows
-    from dnalm.finetune.encoding import Encoded
-    from dnalm.finetune.train import predict_outputs
 
-    if long not in PREDICT_LONG_POLICIES:
-        raise ConfigError(f"long-input policy {long!r} is not one of "
-                          f"{', '.join(PREDICT_LONG_POLICIES)}")
+    PredictSettings(long=long)  # the one check of the policy
     began = time.perf_counter()
     encoder, meta = run.encoder, run.meta
     tok = encoder.tokenizer
@@ -79,19 +75,11 @@ def predict_records(run: Any, records: SequenceRecords, *, long: str = PredictSe
         windows.record, windows.index = windows.record[keep], windows.index[keep]
         windows.lo, windows.hi = windows.lo[keep], windows.hi[keep]
     sizes = windows.sizes
-    order = np.argsort(-sizes, kind="stable")  # similar lengths share a batch: little padding
     rows = []
-    for w in order:
+    for w in range(len(sizes)):
         offset = int(batch.row_offsets[windows.record[w]])
         rows.append(tok.wrap(batch.ids[offset + windows.lo[w] : offset + windows.hi[w]]).tolist())
-    sorted_outputs = predict_outputs(
-        run.model, Encoded(rows, np.zeros(len(rows), dtype=bool)), pad_id=encoder.pad_id,
-        device=run.device, problem=meta["problem"],
-        batch_size=batch_size or int(meta.get("eval_batch_size", 64)),
-        target_mean=float(meta.get("target_mean", 0.0)),
-        target_std=float(meta.get("target_std", 1.0)))
-    outputs = np.empty_like(sorted_outputs)
-    outputs[order] = sorted_outputs
+    outputs = run.outputs(rows, batch_size)
     if outputs.ndim == 1:
         outputs = outputs[:, None]
     sums = np.zeros((len(records), outputs.shape[1]), np.float64)
@@ -153,9 +141,13 @@ def predict_set(run_dir: str | Path, spec: Mapping[str, Any], out: str | Path, *
 
 
 def _check(run_dir: str | Path, long: str) -> None:
-    if long not in PREDICT_LONG_POLICIES:
-        raise ConfigError(f"long-input policy {long!r} is not one of "
-                          f"{', '.join(PREDICT_LONG_POLICIES)}")
+    PredictSettings(long=long)
+    require_finetuned_run(run_dir)
+
+
+def require_finetuned_run(run_dir: str | Path) -> None:
+    """Refuse, in one line, a directory that is not a fine-tuning run (every command that
+    applies a run checks this before loading anything)."""
     if not is_finetuned_run(run_dir):
         raise ConfigError("not a fine-tuning run (no adapter/, model/ or merged/ with "
                           "dnalm_finetune.json)", where=str(run_dir))

@@ -608,9 +608,25 @@ class FinetunedModel:
 
     def predict(self, sequences: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Probabilities (n × classes) or values (n), computed as during fine-tuning."""
+        return self._outputs(self.encoder.encode(list(sequences)), batch_size)
+
+    def outputs(self, rows: Sequence[Sequence[int]], batch_size: int | None = None) -> np.ndarray:
+        """Outputs for token-id rows (special tokens included), in row order; the rows run
+        longest first, so that each batch pads little (predictions, variant effects)."""
+        if not len(rows):
+            return np.zeros((0,))
+        order = np.argsort(-np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)),
+                           kind="stable")
+        ordered = Encoded([rows[i] for i in order], np.zeros(len(rows), dtype=bool))
+        sorted_outputs = self._outputs(ordered, batch_size)
+        result = np.empty_like(sorted_outputs)
+        result[order] = sorted_outputs
+        return result
+
+    def _outputs(self, encoded: Encoded, batch_size: int | None) -> np.ndarray:
         return predict_outputs(
-            self.model, self.encoder.encode(list(sequences)), pad_id=self.encoder.pad_id,
-            device=self.device, problem=self.meta["problem"],
+            self.model, encoded, pad_id=self.encoder.pad_id, device=self.device,
+            problem=self.meta["problem"],
             batch_size=batch_size or int(self.meta.get("eval_batch_size", 64)),
             target_mean=float(self.meta.get("target_mean", 0.0)),
             target_std=float(self.meta.get("target_std", 1.0)))
