@@ -463,6 +463,15 @@ def _run_finetune(args: argparse.Namespace) -> None:
 # --- scoring ------------------------------------------------------------------------------
 
 
+def _add_runtime_options(p: argparse.ArgumentParser, *,
+                         chr_match: str = "do not match chr20 to 20 (and chrM to MT)") -> None:
+    """``--no-chr-match``, ``--threads`` and ``--cpu``: every command that runs a model on a
+    genome's sequences takes them the same way."""
+    p.add_argument("--no-chr-match", action="store_true", help=chr_match)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is visible")
+
+
 def _add_score_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, type=Path,
                    help="Hugging Face masked-LM directory (with its tokenizer)")
@@ -476,12 +485,9 @@ def _add_score_options(p: argparse.ArgumentParser) -> None:
                    help="average forward and reverse-complement scores")
     p.add_argument("--batch-size", type=int, default=score("batch_size"))
     p.add_argument("--pll-flank", type=int, help="pll mode: tokens each side of the change")
-    p.add_argument("--no-chr-match", action="store_true",
-                   help="do not match chr20 to 20 (and chrM to MT)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow the checkpoint's own model code (off by default)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is visible")
+    _add_runtime_options(p)
 
 
 def _score_cfg(args: argparse.Namespace):
@@ -598,10 +604,7 @@ def _add_sequence_input(p: argparse.ArgumentParser) -> None:
                    help="input format (default: from the file name)")
     p.add_argument("--sequence-column", default="sequence", help="table input: sequence column")
     p.add_argument("--id-column", default="id", help="table input: id column")
-    p.add_argument("--no-chr-match", action="store_true",
-                   help="BED input: do not match chr20 to 20 (and chrM to MT)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is visible")
+    _add_runtime_options(p, chr_match="BED input: do not match chr20 to 20 (and chrM to MT)")
 
 
 def _input_options(args: argparse.Namespace) -> dict:
@@ -716,10 +719,7 @@ def _add_effect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--average-strands", action="store_true",
                    help="average the forward and reverse-complement windows' outputs")
     p.add_argument("--batch-size", type=int, help="default: the run's evaluation batch size")
-    p.add_argument("--no-chr-match", action="store_true",
-                   help="do not match chr20 to 20 (and chrM to MT)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--cpu", action="store_true", help="use the CPU even when a GPU is visible")
+    _add_runtime_options(p)
 
 
 def _effect_settings(args: argparse.Namespace, **extra: object) -> EffectSettings:
